@@ -1,0 +1,71 @@
+"""Argument groups shared by several subcommands, and their conversion into configs."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ..config import ModelConfig
+from ..jsonio import dumps
+from ..tokens import spread_token_ids
+
+
+def int_list(text: str) -> tuple[int, ...]:
+    """``"100,200"`` -> ``(100, 200)`` (argparse type; ValueError text names the bad item)."""
+    items = [t.strip() for t in text.split(",")]
+    if not text.strip() or any(not t for t in items):
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of integers, got {text!r}")
+    out = []
+    for t in items:
+        try:
+            out.append(int(t))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{t!r} is not an integer (in {text!r})") from None
+    return tuple(out)
+
+
+def add_model_arguments(p: argparse.ArgumentParser, *, required: bool = False) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument("--arch", choices=("sequential", "layerwise"), help="architecture (default layerwise)")
+    g.add_argument("--structure", type=int_list, help="layers per block, e.g. 2,2 (generalises --arch)")
+    g.add_argument("--layers", type=int, help="number of layers (default 2)")
+    g.add_argument("--dim", type=int, help="embed/context/hidden dim (default 256)")
+    g.add_argument("--vocab-size", type=int, help="vocabulary size (default 50259)")
+    g.add_argument("--model-seed", type=int, default=None, help="weight-init seed (default: --seed)")
+
+
+def add_token_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument(
+        "--tokens", type=int, help="N tokens spread over the vocabulary: ids (i+1)*min(100,(V-1)//N)"
+    )
+    g.add_argument("--token-ids", type=int_list, help="explicit comma-separated token ids")
+
+
+def model_config(args: argparse.Namespace) -> ModelConfig:
+    kw: dict[str, Any] = {}
+    arch = args.arch
+    if args.structure is None and arch is None:
+        arch = "layerwise"
+    if arch is not None:
+        kw["arch"] = arch
+    if args.structure is not None:
+        kw["structure"] = args.structure
+    if args.layers is not None:
+        kw["num_layers"] = args.layers
+    if args.dim is not None:
+        kw.update(embed_dim=args.dim, context_dim=args.dim, hidden_dim=args.dim)
+    if args.vocab_size is not None:
+        kw["vocab_size"] = args.vocab_size
+    return ModelConfig(**kw)
+
+
+def token_ids(args: argparse.Namespace, vocab_size: int) -> list[int]:
+    if args.token_ids is not None:
+        return list(args.token_ids)
+    return spread_token_ids(args.tokens, vocab_size)
+
+
+def print_json(obj: Any) -> None:
+    """One JSON object on one line (NaN/inf become null)."""
+    print(dumps(obj), flush=True)

@@ -1,0 +1,114 @@
+"""``newllm solve``: fixed-point contexts for a set of tokens, as a table or one JSON object."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from .. import diagnostics
+from ..config import SolverConfig
+from ..metrics import METRICS
+from ..model import build_model
+from ..solve import solve
+from . import common
+
+NAME = "solve"
+HELP = "iterate the context update to a fixed point for a set of tokens and report convergence"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    common.add_model_arguments(p)
+    common.add_token_arguments(p)
+    g = p.add_argument_group("solver")
+    g.add_argument("--metric", choices=tuple(METRICS), default="mse", help="residual metric (default mse)")
+    g.add_argument("--threshold", type=float, default=0.01, help="convergence threshold (default 0.01)")
+    g.add_argument("--max-iterations", type=int, default=200, help="default 200")
+    g.add_argument(
+        "--warmup", type=int, default=0, help="iterations before convergence is checked (default 0)"
+    )
+    g.add_argument("--context-mode", choices=("reset", "carry"), default="reset", help="default reset")
+    g.add_argument("--method", choices=("picard", "anderson"), default="picard", help="default picard")
+    g.add_argument("--damping", type=float, default=1.0, help="Picard/Anderson damping beta (default 1)")
+    g.add_argument("--dropout", action="store_true", help="iterate in train mode with dropout on")
+    p.add_argument("--seed", type=int, default=0, help="seed for weights and dropout masks (default 0)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def solver_config(args: argparse.Namespace) -> SolverConfig:
+    return SolverConfig(
+        max_iterations=args.max_iterations,
+        warmup=args.warmup,
+        threshold=args.threshold,
+        metric=args.metric,
+        context_mode=args.context_mode,
+        method=args.method,
+        damping=args.damping,
+        dropout=args.dropout,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    mcfg = common.model_config(args)
+    scfg = solver_config(args)
+    ids = common.token_ids(args, mcfg.vocab_size)
+    seed = args.seed if args.model_seed is None else args.model_seed
+    model = build_model(mcfg, seed=seed)
+    gen = torch.Generator().manual_seed(args.seed)
+    t0 = time.perf_counter()
+    res = solve(model, ids, scfg, generator=gen)
+    seconds = time.perf_counter() - t0
+    report = diagnostics.collapse_report(res.context, torch.tensor(ids))
+    out = {
+        "arch": mcfg.arch_name,
+        "structure": list(mcfg.blocks),
+        "tokens": len(ids),
+        "token_ids": ids,
+        **res.summary(),
+        "max_iterations": scfg.max_iterations,
+        "warmup": scfg.warmup,
+        "context_mode": scfg.context_mode,
+        "method": scfg.method,
+        "dropout": scfg.dropout,
+        "seed": args.seed,
+        "context_rms": report["context_rms"],
+        "context_norm": report["context_norm"],
+        "effective_rank": report["effective_rank"],
+        "max_cosine": report["max_cosine"],
+        "seconds": seconds,
+    }
+    if args.json:
+        common.print_json(out)
+    else:
+        print_table(out)
+    return 0
+
+
+def print_table(o: dict) -> None:
+    print(
+        f"arch {o['arch']} structure {tuple(o['structure'])}  tokens {o['tokens']}  "
+        f"metric {o['metric']} < {o['threshold']:g}  warmup {o['warmup']}  max {o['max_iterations']}  "
+        f"mode {o['context_mode']}  method {o['method']}"
+    )
+    print(f"{'token':>8} {'status':>15} {'iters':>6} {o['metric'] + ' residual':>16}")
+    rows = list(
+        zip(o["token_ids"], o["status"], o["iterations"], o["final_residual"][o["metric"]], strict=True)
+    )
+    shown = rows if len(rows) <= 20 else rows[:10] + [None] + rows[-5:]
+    for r in shown:
+        if r is None:
+            print(f"{'...':>8}")
+            continue
+        res = "nan" if r[3] is None else f"{r[3]:.3e}"
+        print(f"{r[0]:>8} {r[1]:>15} {r[2]:>6} {res:>16}")
+    mic = o["mean_iterations_converged"]
+    print(
+        f"converged {o['converged']}/{o['tokens']} ({100 * o['rate']:.1f}%)  diverged {o['diverged']}  "
+        f"mean iterations {o['mean_iterations']:.2f} (converged only: {'-' if mic is None else f'{mic:.2f}'})"
+    )
+    print(
+        f"context rms {o['context_rms']:.4f}  norm {o['context_norm']:.4f}  effective rank "
+        f"{o['effective_rank']:.2f}  max pairwise cosine {o['max_cosine'] if o['max_cosine'] is None else round(o['max_cosine'], 4)}"
+        f"  ({o['seconds']:.2f} s)"
+    )

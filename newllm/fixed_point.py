@@ -1,0 +1,201 @@
+"""Batched fixed-point iteration of a map on rows: ``z [N, D] -> f(z) [N, D]``.
+
+Generic over the map, so the same loop serves the model (:func:`newllm.solve`) and known-answer
+maps in the tests. ``fn(z, rows)`` gets the iterates of the still-active rows and their indices
+(``rows`` is None when every row is active) and returns ``f`` of those rows. No Python loop over rows.
+
+Per row, iteration ``k`` (1-based) evaluates ``f(z_k)`` and the residual between ``f(z_k)`` and
+``z_k`` in every registered metric. The row stops at the first ``k``:
+
+* with non-finite ``f``: status ``nonfinite``; context stays the last finite iterate;
+* with ``k > warmup`` and residual < threshold (in ``config.metric``): ``converged``, context ``f(z_k)``;
+* whose l2 residual exceeds ``divergence_factor`` × its lowest: ``growth`` (diverged);
+* after ``k > warmup``, whose lowest residual has not improved by 1% in ``stall_window`` iterations: ``stalled``.
+
+Methods: ``picard`` (``z <- z + beta (f(z) - z)``) and ``anderson`` (type II, history m, float64
+least squares with residual-scaled Tikhonov regularisation, Picard fallback on a singular system,
+restart on residual growth).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+
+from . import metrics as M
+from .config import SolverConfig
+from .result import CONVERGED, GROWTH, NONFINITE, STALLED, FixedPointResult
+
+#: ``fn(z_rows [n, D], rows [n] | None) -> f(z_rows) [n, D]``
+RowMap = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
+
+#: Anderson restarts a row's history when its l2 residual exceeds this multiple of its lowest.
+ANDERSON_RESTART_FACTOR = 4.0
+#: Relative improvement of the lowest residual that resets the stall clock.
+STALL_IMPROVEMENT = 0.01
+
+
+class _Book:
+    """Per-row bookkeeping shared by every method."""
+
+    def __init__(self, z0: torch.Tensor, config: SolverConfig):
+        n = z0.shape[0]
+        dev = z0.device
+        self.cfg = config
+        self.n = n
+        self.z = z0.clone()
+        self.status = torch.zeros(n, dtype=torch.int8, device=dev)
+        self.iterations = torch.full((n,), config.max_iterations, dtype=torch.long, device=dev)
+        self.evaluations = torch.zeros(n, dtype=torch.long, device=dev)
+        nan = torch.full((n,), math.nan, dtype=z0.dtype, device=dev)
+        self.residual = {m: nan.clone() for m in M.METRICS}
+        self.lowest = torch.full((n,), math.inf, dtype=z0.dtype, device=dev)
+        self.lowest_l2 = torch.full((n,), math.inf, dtype=z0.dtype, device=dev)
+        self.last_improve = torch.zeros(n, dtype=torch.long, device=dev)
+        self.active = torch.arange(n, device=dev)
+        self.trace: dict[str, list[torch.Tensor]] | None = (
+            {m: [] for m in M.METRICS} if config.record_trace else None
+        )
+
+    def record(self, k: int, rows: torch.Tensor, z: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+        """Score iteration ``k`` for ``rows`` (iterates ``z``, images ``f``); return the bool mask of rows going on."""
+        cfg = self.cfg
+        res = M.all_residuals(f, z)
+        self.evaluations[rows] += 1
+        for m, r in res.items():
+            self.residual[m][rows] = r
+        if self.trace is not None:
+            for m, r in res.items():
+                row = torch.full((self.n,), math.nan, dtype=r.dtype, device=r.device)
+                row[rows] = r
+                self.trace[m].append(row)
+        r_metric, r_l2 = res[cfg.metric], res["l2"]
+        finite = torch.isfinite(f).all(dim=-1) & torch.isfinite(r_metric)
+
+        improved = r_metric < self.lowest[rows] * (1.0 - STALL_IMPROVEMENT)
+        self.last_improve[rows] = torch.where(improved, k, self.last_improve[rows])
+        self.lowest[rows] = torch.where(finite, torch.fmin(self.lowest[rows], r_metric), self.lowest[rows])
+        lowest_l2 = torch.where(finite, torch.fmin(self.lowest_l2[rows], r_l2), self.lowest_l2[rows])
+        self.lowest_l2[rows] = lowest_l2
+
+        status = torch.zeros_like(rows, dtype=torch.int8)
+        status = torch.where(~finite, NONFINITE, status)
+        if k > cfg.warmup:
+            conv = finite & M.below(r_metric, cfg.threshold)
+            status = torch.where(conv & (status == 0), CONVERGED, status)
+        if cfg.divergence_factor is not None:
+            grow = finite & (r_l2 > cfg.divergence_factor * lowest_l2)
+            status = torch.where(grow & (status == 0), GROWTH, status)
+        if cfg.stall_window is not None and k > cfg.warmup:
+            since = k - torch.maximum(self.last_improve[rows], torch.full_like(rows, cfg.warmup))
+            stall = finite & (since >= cfg.stall_window)
+            status = torch.where(stall & (status == 0), STALLED, status)
+
+        stop = status != 0
+        if bool(stop.any()):
+            stop_rows = rows[stop]
+            self.status[stop_rows] = status[stop]
+            self.iterations[stop_rows] = k
+            keep_f = stop & finite
+            self.z[rows[keep_f]] = f[keep_f]
+        return ~stop
+
+    def result(self) -> FixedPointResult:
+        trace = None
+        if self.trace is not None:
+            trace = {m: torch.stack(v) if v else self.z.new_empty(0, self.n) for m, v in self.trace.items()}
+        return FixedPointResult(
+            context=self.z,
+            status=self.status,
+            iterations=self.iterations,
+            evaluations=self.evaluations,
+            residual=self.residual,
+            lowest_residual=self.lowest,
+            metric=self.cfg.metric,
+            threshold=self.cfg.threshold,
+            max_iterations=self.cfg.max_iterations,
+            trace=trace,
+        )
+
+
+def iterate(fn: RowMap, z0: torch.Tensor, config: SolverConfig) -> FixedPointResult:
+    """Solve ``z = f(z)`` for every row of ``z0 [N, D]``; see the module doc for the stopping rules."""
+    if z0.dim() != 2:
+        raise ValueError(f"z0 must be [N, D], got shape {tuple(z0.shape)}")
+    book = _Book(z0, config)
+    if config.method == "anderson":
+        _anderson(fn, book)
+    else:
+        _picard(fn, book)
+    return book.result()
+
+
+def _eval(fn: RowMap, book: _Book) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    rows = book.active
+    whole = rows.numel() == book.n
+    z = book.z if whole else book.z[rows]
+    f = fn(z, None if whole else rows)
+    if f.shape != z.shape:
+        raise ValueError(f"the map returned shape {tuple(f.shape)} for input shape {tuple(z.shape)}")
+    return rows, z, f
+
+
+def _picard(fn: RowMap, book: _Book) -> None:
+    beta = book.cfg.damping
+    for k in range(1, book.cfg.max_iterations + 1):
+        if book.active.numel() == 0:
+            break
+        rows, z, f = _eval(fn, book)
+        go = book.record(k, rows, z, f)
+        nxt = f if beta == 1.0 else z + beta * (f - z)
+        book.z[rows[go]] = nxt[go]
+        book.active = rows[go]
+
+
+def _anderson(fn: RowMap, book: _Book) -> None:
+    cfg = book.cfg
+    m, beta = cfg.anderson_m, cfg.damping
+    n, d = book.z.shape
+    dev = book.z.device
+    xs = torch.zeros(n, m, d, dtype=torch.float64, device=dev)  # iterates, newest last
+    fs = torch.zeros(n, m, d, dtype=torch.float64, device=dev)  # images
+    hist = torch.zeros(n, dtype=torch.long, device=dev)  # valid history length per row
+    slot = torch.arange(m, device=dev)
+    eye = torch.eye(m, dtype=torch.float64, device=dev)
+    for k in range(1, cfg.max_iterations + 1):
+        if book.active.numel() == 0:
+            break
+        rows, z, f = _eval(fn, book)
+        go = book.record(k, rows, z, f)
+        rows, z, f = rows[go], z[go], f[go]
+        if rows.numel() == 0:
+            book.active = rows
+            continue
+        # restart rows whose residual grew well above their lowest
+        r_l2 = book.residual["l2"][rows]
+        h = torch.where(r_l2 > ANDERSON_RESTART_FACTOR * book.lowest_l2[rows], 0, hist[rows])
+        x_r = torch.roll(xs[rows], -1, dims=1)
+        f_r = torch.roll(fs[rows], -1, dims=1)
+        x_r[:, -1], f_r[:, -1] = z.double(), f.double()
+        h = torch.clamp(h + 1, max=m)
+        g = f_r - x_r  # [r, m, d]
+        valid = slot.unsqueeze(0) >= (m - h).unsqueeze(1)  # [r, m]
+        vf = valid.double()
+        gram = torch.bmm(g, g.transpose(1, 2)) * vf.unsqueeze(2) * vf.unsqueeze(1)
+        scale = gram.diagonal(dim1=1, dim2=2).sum(-1) / h.double()
+        lam = cfg.anderson_reg * scale.clamp_min(1e-300)
+        a_mat = gram + eye * (lam.view(-1, 1, 1) * vf.unsqueeze(1)) + torch.diag_embed(1.0 - vf)
+        y, info = torch.linalg.solve_ex(a_mat, vf)
+        alpha = y / y.sum(-1, keepdim=True)
+        ok = (info == 0) & torch.isfinite(alpha).all(-1)
+        mix_f = torch.bmm(alpha.unsqueeze(1), f_r).squeeze(1)
+        mix_x = torch.bmm(alpha.unsqueeze(1), x_r).squeeze(1)
+        acc = (beta * mix_f + (1.0 - beta) * mix_x).to(z.dtype)
+        picard = z + beta * (f - z)
+        nxt = torch.where(ok.unsqueeze(1) & torch.isfinite(acc).all(-1, keepdim=True), acc, picard)
+        h = torch.where(ok, h, 1)  # singular: fall back to Picard and keep only the newest pair
+        xs[rows], fs[rows], hist[rows] = x_r, f_r, h
+        book.z[rows] = nxt
+        book.active = rows

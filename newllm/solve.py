@@ -1,0 +1,123 @@
+"""``newllm.solve``: fixed-point contexts of a model for a batch of tokens."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+from .config import SolverConfig
+from .fixed_point import iterate
+from .model import CVFPModel
+from .result import FixedPointResult
+from .tokens import as_token_tensor
+
+
+def solve(
+    model: CVFPModel,
+    token_ids: torch.Tensor | Sequence[int],
+    config: SolverConfig | None = None,
+    *,
+    init: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> FixedPointResult:
+    """Iterate ``c <- model.step(embed(token), c)`` to a fixed point for every token of ``token_ids [*S]``.
+
+    ``reset`` mode (the seeds): every token starts from ``init`` (zeros by default, broadcastable to
+    ``[*S, C]``) and all tokens iterate together in one batch. ``carry`` mode: along the last
+    axis of ``token_ids``, token t starts from token t-1's final context (positions run in order;
+    the leading axes are batched). Runs under ``no_grad`` in eval mode, or in train mode when
+    ``config.dropout`` (masks from ``generator``); the model's mode is restored afterwards.
+    """
+    config = SolverConfig() if config is None else config
+    ids = as_token_tensor(token_ids, model.config.vocab_size)
+    was_training = model.training
+    model.train(config.dropout)
+    try:
+        with torch.no_grad():
+            emb = model.embed(ids)  # [*S, E]
+            shape = tuple(ids.shape)
+            c0 = model.initial_context(shape) if init is None else _broadcast_init(init, shape, model)
+            if config.context_mode == "carry":
+                return _solve_carry(model, emb, c0, config, generator)
+            return _solve_rows(
+                model, emb.reshape(-1, emb.shape[-1]), c0.reshape(-1, c0.shape[-1]), config, generator
+            ).reshaped(shape)
+    finally:
+        model.train(was_training)
+
+
+def _broadcast_init(init: torch.Tensor, shape: tuple[int, ...], model: CVFPModel) -> torch.Tensor:
+    w = model.token_embedding.weight
+    c = model.config.context_dim
+    if init.shape[-1:] != (c,):
+        raise ValueError(f"init must end in the context dim {c}, got shape {tuple(init.shape)}")
+    if not bool(torch.isfinite(init).all()):
+        raise ValueError("init holds NaN or inf values: a start context must be finite")
+    try:
+        return init.to(device=w.device, dtype=w.dtype).expand(*shape, c).clone()
+    except RuntimeError:
+        raise ValueError(f"init of shape {tuple(init.shape)} does not broadcast to {(*shape, c)}") from None
+
+
+def _solve_rows(
+    model: CVFPModel,
+    emb: torch.Tensor,
+    c0: torch.Tensor,
+    config: SolverConfig,
+    generator: torch.Generator | None,
+) -> FixedPointResult:
+    def fn(z: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
+        return model.step(emb if rows is None else emb[rows], z, generator=generator)
+
+    return iterate(fn, c0, config)
+
+
+def _solve_carry(
+    model: CVFPModel,
+    emb: torch.Tensor,
+    c0: torch.Tensor,
+    config: SolverConfig,
+    generator: torch.Generator | None,
+) -> FixedPointResult:
+    shape = emb.shape[:-1]
+    if len(shape) == 0:
+        return _solve_rows(model, emb.reshape(1, -1), c0.reshape(1, -1), config, generator).reshaped(())
+    lead, t_len = shape[:-1], shape[-1]
+    e = emb.reshape(-1, t_len, emb.shape[-1])
+    start = c0.reshape(-1, t_len, c0.shape[-1])[:, 0]
+    parts = []
+    for t in range(t_len):
+        r = _solve_rows(model, e[:, t], start, config, generator)
+        parts.append(r)
+        start = r.context
+    return _stack_positions(parts, config).reshaped((*lead, t_len))
+
+
+def _stack_positions(parts: list[FixedPointResult], config: SolverConfig) -> FixedPointResult:
+    """Combine per-position results ``[B]`` into ``[B, T]`` (traces NaN-padded to the longest)."""
+    trace = None
+    if config.record_trace:
+        k = max(p.trace[config.metric].shape[0] for p in parts)  # type: ignore[index]
+        trace = {}
+        for m in parts[0].trace:  # type: ignore[union-attr]
+            cols = []
+            for p in parts:
+                tr = p.trace[m]  # type: ignore[index]
+                pad = tr.new_full((k - tr.shape[0], tr.shape[1]), math.nan)
+                cols.append(torch.cat([tr, pad]))
+            trace[m] = torch.stack(cols, dim=-1)
+    first = parts[0]
+    return FixedPointResult(
+        context=torch.stack([p.context for p in parts], dim=1),
+        status=torch.stack([p.status for p in parts], dim=1),
+        iterations=torch.stack([p.iterations for p in parts], dim=1),
+        evaluations=torch.stack([p.evaluations for p in parts], dim=1),
+        residual={m: torch.stack([p.residual[m] for p in parts], dim=1) for m in first.residual},
+        lowest_residual=torch.stack([p.lowest_residual for p in parts], dim=1),
+        metric=first.metric,
+        threshold=first.threshold,
+        max_iterations=first.max_iterations,
+        trace=trace,
+    )

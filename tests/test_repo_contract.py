@@ -1,0 +1,30 @@
+"""The README's quick start and .ci/run stay identical; the constraints pin the CPU torch wheel."""
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def quick_start_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```bash\n(.+?)\n```", section, flags=re.S)
+
+
+def test_quick_start_has_exactly_two_commands():
+    cmds = quick_start_commands()
+    assert len(cmds) == 2 and all("\n" not in c for c in cmds)
+    assert cmds[1].endswith("pytest -n auto")
+    assert "newllm " in cmds[0]
+
+
+def test_ci_runs_the_readme_test_command_verbatim():
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert quick_start_commands()[1] in ci
+
+
+def test_torch_is_pinned_through_the_constraints_file():
+    assert "torch==2.13.0" in (ROOT / "ci" / "constraints.txt").read_text().split()
+    for cmd in quick_start_commands():
+        assert "-c ci/constraints.txt" in cmd
