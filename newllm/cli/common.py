@@ -69,3 +69,18 @@ def token_ids(args: argparse.Namespace, vocab_size: int) -> list[int]:
 def print_json(obj: Any) -> None:
     """One JSON object on one line (NaN/inf become null)."""
     print(dumps(obj), flush=True)
+
+
+MODEL_FLAGS = ("arch", "structure", "layers", "dim", "vocab_size", "model_seed")
+
+
+def model_from_checkpoint(args: argparse.Namespace):
+    """The verified model of ``--checkpoint``; model flags are refused (the config comes from the checkpoint)."""
+    from ..checkpoint import load_model
+
+    given = [f"--{f.replace('_', '-')}" for f in MODEL_FLAGS if getattr(args, f, None) is not None]
+    if given:
+        raise ValueError(
+            f"{', '.join(given)} cannot be combined with --checkpoint: the model config comes from it"
+        )
+    return load_model(args.checkpoint)

@@ -20,6 +20,9 @@ HELP = "iterate the context update to a fixed point for a set of tokens and repo
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     common.add_model_arguments(p)
+    p.add_argument(
+        "--checkpoint", help="solve with trained weights from this run directory (model config from it)"
+    )
     common.add_token_arguments(p)
     g = p.add_argument_group("solver")
     g.add_argument("--metric", choices=tuple(METRICS), default="mse", help="residual metric (default mse)")
@@ -50,11 +53,15 @@ def solver_config(args: argparse.Namespace) -> SolverConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    mcfg = common.model_config(args)
     scfg = solver_config(args)
+    if args.checkpoint:
+        model = common.model_from_checkpoint(args)
+        mcfg = model.config
+    else:
+        mcfg = common.model_config(args)
+        seed = args.seed if args.model_seed is None else args.model_seed
+        model = build_model(mcfg, seed=seed)
     ids = common.token_ids(args, mcfg.vocab_size)
-    seed = args.seed if args.model_seed is None else args.model_seed
-    model = build_model(mcfg, seed=seed)
     gen = torch.Generator().manual_seed(args.seed)
     t0 = time.perf_counter()
     res = solve(model, ids, scfg, generator=gen)
@@ -62,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
     report = diagnostics.collapse_report(res.context, torch.tensor(ids))
     out = {
         "arch": mcfg.arch_name,
+        "checkpoint": args.checkpoint,
         "structure": list(mcfg.blocks),
         "tokens": len(ids),
         "token_ids": ids,

@@ -1,0 +1,112 @@
+"""``newllm train``: Phase 1 fixed-point training with checkpoints, resume, a progress bar and JSON."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import asdict
+
+from ..model import build_model
+from ..phase1 import Phase1Config, train_phase1
+from . import common
+
+NAME = "train"
+HELP = "Phase 1: train the weights so that iterating the update reaches fixed points"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    common.add_model_arguments(p)
+    common.add_token_arguments(p)
+    g = p.add_argument_group("phase 1")
+    d = Phase1Config()
+    g.add_argument(
+        "--loop", choices=("spec", "batched"), default=d.loop, help="default spec (the seeds' loop)"
+    )
+    g.add_argument("--epochs", type=int, default=d.epochs, help=f"default {d.epochs}")
+    g.add_argument(
+        "--lr", type=float, default=d.learning_rate, help=f"Adam learning rate (default {d.learning_rate:g})"
+    )
+    g.add_argument("--max-iterations", type=int, default=d.max_iterations, help=f"default {d.max_iterations}")
+    g.add_argument("--tolerance", type=float, default=d.tolerance, help="mse tolerance (default 0.01)")
+    g.add_argument("--warmup", type=int, default=d.warmup, help="default 0")
+    g.add_argument("--grad-clip", type=float, default=d.grad_clip, help="max grad norm (default 1.0)")
+    g.add_argument(
+        "--batch-samples", type=int, default=d.batch_samples, help="samples per batch (batched loop)"
+    )
+    g.add_argument(
+        "--jacobian-weight",
+        type=float,
+        default=d.jacobian_weight,
+        help="weight of the Hutchinson ||J||_F^2/D penalty (default 0: off)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed for weights, dropout and probes (default 0)")
+    p.add_argument("--out", required=True, help="run directory for checkpoints, log.jsonl and the cache")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print one JSON object per epoch and a final one")
+
+
+def phase1_config(args: argparse.Namespace) -> Phase1Config:
+    return Phase1Config(
+        epochs=args.epochs,
+        learning_rate=args.lr,
+        max_iterations=args.max_iterations,
+        tolerance=args.tolerance,
+        warmup=args.warmup,
+        grad_clip=args.grad_clip,
+        loop=args.loop,
+        batch_samples=args.batch_samples,
+        seed=args.seed,
+        jacobian_weight=args.jacobian_weight,
+    )
+
+
+def samples_from_args(args: argparse.Namespace, vocab_size: int) -> list[list[int]]:
+    return [common.token_ids(args, vocab_size)]
+
+
+def run(args: argparse.Namespace) -> int:
+    mcfg = common.model_config(args)
+    pcfg = phase1_config(args)
+    samples = samples_from_args(args, mcfg.vocab_size)
+    seed = args.seed if args.model_seed is None else args.model_seed
+    model = build_model(mcfg, seed=seed)
+    t0 = time.perf_counter()
+
+    def on_epoch(s) -> None:
+        if args.json:
+            common.print_json({"event": "epoch", **asdict(s)})
+        else:
+            print(
+                f"epoch {s.epoch}/{pcfg.epochs} | converged {s.converged}/{s.tokens} ({100 * s.rate:.1f}%) | "
+                f"mean iterations {s.mean_iterations:.2f} | mean loss {s.mean_loss:.6f} | "
+                f"optimizer steps {s.optimizer_steps} | {s.seconds:.1f} s",
+                flush=True,
+            )
+
+    run_ = train_phase1(
+        model, samples, pcfg, out_dir=args.out, resume=args.resume, progress=not args.quiet, on_epoch=on_epoch
+    )
+    final = {
+        "event": "done",
+        "arch": mcfg.arch_name,
+        "structure": list(mcfg.blocks),
+        "tokens": sum(map(len, samples)),
+        "epochs": len(run_.epochs),
+        "rate": run_.final.rate,
+        "success": run_.final.success,
+        "success_rate": pcfg.success_rate,
+        "checkpoint": str(args.out),
+        "checkpoint_tag": run_.checkpoint_tag,
+        "cache": str(run_.cache) if run_.cache else None,
+        "seconds": time.perf_counter() - t0,
+    }
+    if args.json:
+        common.print_json(final)
+    else:
+        verdict = "met" if run_.final.success else "NOT met"
+        print(
+            f"success criterion (rate >= {pcfg.success_rate:.0%}) {verdict}; checkpoint {args.out} "
+            f"({run_.checkpoint_tag}); cache {final['cache']}"
+        )
+    return 0

@@ -1,0 +1,68 @@
+"""``Phase1Config``: the seeds' Phase 1 training settings (004, 001, 002), strictly validated."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import _fields as F
+
+LOOPS = ("spec", "batched")
+
+
+@dataclass(frozen=True)
+class Phase1Config:
+    """Fixed-point training. Defaults are the seeds' reported settings (001/002).
+
+    A token is converged, and its inner loop stops, at the first iteration ``k > warmup`` whose
+    training loss (``metrics.mse(new, c)``, per token) is below ``tolerance``.
+    """
+
+    epochs: int = 3
+    learning_rate: float = 1e-4
+    max_iterations: int = 50
+    #: In the ``mse`` metric: the training loss itself.
+    tolerance: float = 0.01
+    warmup: int = 0
+    #: Max gradient norm (``clip_grad_norm_``); None disables clipping.
+    grad_clip: float | None = 1.0
+    #: ``spec``: the seeds' per-token loop. ``batched``: all tokens of a batch of samples together.
+    loop: str = "spec"
+    #: Samples per optimizer batch in the batched loop.
+    batch_samples: int = 1
+    seed: int = 0
+    #: Weight of a Hutchinson estimate of ||J||_F^2 / D added to the loss (Bai et al., 2021); 0 = off.
+    jacobian_weight: float = 0.0
+    #: Success criterion of seed 004: convergence rate >= this.
+    success_rate: float = 0.95
+
+    def __post_init__(self) -> None:
+        F.check_int("epochs", self.epochs, 1, 1_000_000)
+        F.check_float("learning_rate", self.learning_rate, 0.0, 10.0, lo_open=True)
+        F.check_int("max_iterations", self.max_iterations, 1, 1_000_000)
+        F.check_float("tolerance", self.tolerance, 0.0, None, lo_open=True)
+        F.check_int("warmup", self.warmup, 0, None)
+        if self.warmup >= self.max_iterations:
+            raise ValueError(
+                f"warmup must be below max_iterations ({self.max_iterations}), got {self.warmup}: "
+                "no iteration would be checked for convergence"
+            )
+        if self.grad_clip is not None:
+            F.check_float("grad_clip", self.grad_clip, 0.0, None, lo_open=True)
+        F.check_choice("loop", self.loop, LOOPS)
+        F.check_int("batch_samples", self.batch_samples, 1, 1_000_000)
+        F.check_int("seed", self.seed, 0, 2**63 - 1)
+        F.check_float("jacobian_weight", self.jacobian_weight, 0.0, None)
+        F.check_float("success_rate", self.success_rate, 0.0, 1.0)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Phase1Config:
+        return F.from_dict(cls, data)
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> Phase1Config:
+        return F.from_json(cls, path)
+
+    def to_dict(self) -> dict[str, Any]:
+        return F.to_dict(self)

@@ -1,0 +1,263 @@
+"""Phase 1 epochs: the loops, per-epoch statistics, a progress bar, a JSON-lines log,
+atomic end-of-epoch checkpoints with exact resume, and the Phase 1 cache."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from .. import checkpoint as ckpt
+from ..cache import CACHE_FILE, build_cache, save_cache
+from ..config import SolverConfig
+from ..jsonio import dumps
+from ..model import CVFPModel
+from ..tokens import as_token_tensor
+from .config import Phase1Config
+from .loops import train_group
+
+LOG_FILE = "log.jsonl"
+
+
+@dataclass
+class TokenRecord:
+    epoch: int
+    sample: int
+    position: int
+    token: int
+    iterations: int
+    converged: bool
+    final_loss: float
+
+
+@dataclass
+class EpochStats:
+    epoch: int
+    tokens: int
+    converged: int
+    rate: float
+    mean_iterations: float
+    mean_loss: float
+    optimizer_steps: int
+    seconds: float
+    success: bool
+
+
+@dataclass
+class Phase1Run:
+    """Everything a Phase 1 run produced; ``records`` holds per-token records of every epoch run here."""
+
+    model: CVFPModel
+    config: Phase1Config
+    epochs: list[EpochStats] = field(default_factory=list)
+    records: list[TokenRecord] = field(default_factory=list)
+    checkpoint: Path | None = None
+    cache: Path | None = None
+    checkpoint_tag: str | None = None
+
+    @property
+    def final(self) -> EpochStats:
+        return self.epochs[-1]
+
+
+def samples_digest(samples: Sequence[Sequence[int]]) -> str:
+    return hashlib.sha256(json.dumps([list(map(int, s)) for s in samples]).encode()).hexdigest()
+
+
+def make_optimizer(model: CVFPModel, config: Phase1Config) -> torch.optim.Adam:
+    """Adam, as the seeds (004); the fused kernel (same update rule, one pass over the 12.9M-entry
+    embedding instead of several) where this torch has it for the model's device."""
+    try:
+        return torch.optim.Adam(model.parameters(), lr=config.learning_rate, fused=True)
+    except (RuntimeError, ValueError):
+        return torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+
+
+def train_phase1(
+    model: CVFPModel,
+    samples: Sequence[Sequence[int]],
+    config: Phase1Config,
+    *,
+    out_dir: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    cache_solver: SolverConfig | None = None,
+    on_epoch: Callable[[EpochStats], None] | None = None,
+) -> Phase1Run:
+    """Train ``model`` in place for ``config.epochs`` epochs on ``samples`` (lists of token ids).
+
+    With ``out_dir``: a checkpoint after every epoch, a JSON-lines log, and at the end the Phase 1
+    cache (eval-mode fixed points via :func:`newllm.solve`, ``cache_solver`` or mse < tolerance).
+    ``resume`` continues from the checkpoint in ``out_dir``; on CPU the result is bit-identical to an
+    uninterrupted run.
+    """
+    tensors = [as_token_tensor(list(s), model.config.vocab_size) for s in samples]
+    if not tensors:
+        raise ValueError("Phase 1 needs at least one sample")
+    digest = samples_digest(samples)
+    dev = model.token_embedding.weight.device
+    gen = torch.Generator(device=dev).manual_seed(config.seed)
+    opt = make_optimizer(model, config)
+    run = Phase1Run(model=model, config=config)
+    start = 0
+    history: list[dict[str, Any]] = []
+    out = Path(out_dir) if out_dir is not None else None
+    if resume:
+        if out is None:
+            raise ValueError("resume needs out_dir")
+        start, history = _restore(out, model, opt, gen, config, digest)
+        run.epochs = [EpochStats(**h) for h in history]
+    elif out is not None and (out / ckpt.MANIFEST).exists():
+        raise ValueError(
+            f"{str(out)!r} already holds a checkpoint: pass resume=True (--resume) or another directory"
+        )
+
+    total_tokens = sum(t.numel() for t in tensors)
+    for epoch in range(start + 1, config.epochs + 1):
+        model.train()
+        t0 = time.perf_counter()
+        records, steps = _run_epoch(model, opt, tensors, config, gen, epoch, total_tokens, progress)
+        stats = _epoch_stats(epoch, records, steps, time.perf_counter() - t0, config)
+        run.epochs.append(stats)
+        run.records.extend(records)
+        history.append(asdict(stats))
+        if out is not None:
+            opt_tensors, groups = ckpt.optimizer_to_tensors(opt)
+            opt_tensors["rng.generator"] = gen.get_state()
+            state = {
+                "phase1_config": config.to_dict(),
+                "samples_sha256": digest,
+                "history": history,
+                "optimizer_groups": groups,
+                "samples": [len(t) for t in tensors],
+            }
+            run.checkpoint = ckpt.save_checkpoint(
+                out, model, epoch=epoch, optimizer_tensors=opt_tensors, state=state
+            )
+            with open(out / LOG_FILE, "a") as fh:
+                fh.write(dumps({"event": "epoch", **asdict(stats)}) + "\n")
+        if on_epoch is not None:
+            on_epoch(stats)
+
+    model.eval()
+    if out is not None:
+        loaded = ckpt.load_checkpoint(out)
+        run.checkpoint = out / ckpt.MANIFEST
+        run.checkpoint_tag = loaded.tag
+        solver = cache_solver or SolverConfig(metric="mse", threshold=config.tolerance, max_iterations=200)
+        cache = build_cache(model, [t.tolist() for t in tensors], solver, checkpoint=loaded.tag)
+        save_cache(out / CACHE_FILE, cache)
+        run.cache = out / CACHE_FILE
+        with open(out / LOG_FILE, "a") as fh:
+            fh.write(
+                dumps(
+                    {
+                        "event": "cache",
+                        "checkpoint": loaded.tag,
+                        "rate": float(cache.converged.float().mean()),
+                        "tokens": int(cache.token_ids.numel()),
+                    }
+                )
+                + "\n"
+            )
+    return run
+
+
+def _run_epoch(model, opt, tensors, config, gen, epoch, total_tokens, progress):
+    records: list[TokenRecord] = []
+    steps = 0
+    conv_count = 0
+    loss_sum = 0.0
+    bar = tqdm(
+        total=total_tokens,
+        desc=f"phase1 epoch {epoch}/{config.epochs}",
+        unit="tok",
+        disable=not progress,
+        leave=False,
+        dynamic_ncols=True,
+    )
+    try:
+        if config.loop == "spec":
+            groups = [(s, p, t[p : p + 1]) for s, t in enumerate(tensors) for p in range(t.numel())]
+        else:
+            groups = []
+            for b in range(0, len(tensors), config.batch_samples):
+                chunk = list(range(b, min(b + config.batch_samples, len(tensors))))
+                groups.append((chunk, None, torch.cat([tensors[s] for s in chunk])))
+        for s, p, ids in groups:
+            if p is None:
+                where_rows = [(si, pi) for si in s for pi in range(tensors[si].numel())]
+            else:
+                where_rows = [(s, p)]
+
+            def where(row: int, k: int, _w=where_rows, _ids=ids) -> str:
+                si, pi = _w[row]
+                return f"epoch {epoch}, sample {si}, position {pi}, token {int(_ids[row])}, iteration {k}"
+
+            o = train_group(model, opt, ids, config, gen, where=where)
+            steps += o.optimizer_steps
+            for row, (si, pi) in enumerate(where_rows):
+                rec = TokenRecord(
+                    epoch,
+                    si,
+                    pi,
+                    int(ids[row]),
+                    int(o.iterations[row]),
+                    bool(o.converged[row]),
+                    float(o.final_loss[row]),
+                )
+                records.append(rec)
+                conv_count += rec.converged
+                loss_sum += rec.final_loss
+            bar.update(len(where_rows))
+            bar.set_postfix(rate=f"{conv_count / len(records):.3f}", loss=f"{loss_sum / len(records):.4g}")
+    finally:
+        bar.close()
+    return records, steps
+
+
+def _epoch_stats(epoch: int, records: list[TokenRecord], steps: int, seconds: float, config: Phase1Config):
+    n = len(records)
+    conv = sum(r.converged for r in records)
+    rate = conv / n
+    return EpochStats(
+        epoch=epoch,
+        tokens=n,
+        converged=conv,
+        rate=rate,
+        mean_iterations=sum(r.iterations for r in records) / n,
+        mean_loss=sum(r.final_loss for r in records) / n,
+        optimizer_steps=steps,
+        seconds=seconds,
+        success=rate >= config.success_rate,
+    )
+
+
+def _restore(out: Path, model, opt, gen, config: Phase1Config, digest: str):
+    c = ckpt.load_checkpoint(out, with_optimizer=True, expect_config=model.config)
+    state = c.manifest.get("state", {})
+    saved = state.get("phase1_config", {})
+    mine = config.to_dict()
+    differ = {k: (saved.get(k), v) for k, v in mine.items() if k != "epochs" and saved.get(k) != v}
+    if differ:
+        raise ValueError(f"cannot resume {str(out)!r}: Phase 1 settings differ (saved, given): {differ}")
+    if state.get("samples_sha256") != digest:
+        raise ValueError(f"cannot resume {str(out)!r}: the training samples differ from the checkpoint's")
+    if c.epoch > config.epochs:
+        raise ValueError(
+            f"cannot resume {str(out)!r}: it already ran {c.epoch} epochs, more than epochs={config.epochs}"
+        )
+    model.load_state_dict(c.model.state_dict())
+    tensors = c.optimizer_tensors or {}
+    if "rng.generator" not in tensors:
+        raise ckpt.CheckpointError(f"checkpoint {str(out)!r} has no optimizer/RNG state to resume from")
+    ckpt.optimizer_from_tensors(opt, tensors, state.get("optimizer_groups", []))
+    gen.set_state(tensors["rng.generator"])
+    return c.epoch, list(state.get("history", []))
