@@ -6,6 +6,7 @@ import argparse
 import time
 from dataclasses import asdict
 
+from ..distributed import Dist
 from ..model import build_model
 from ..phase1 import Phase1Config, train_phase1
 from . import common
@@ -16,7 +17,12 @@ HELP = "Phase 1: train the weights so that iterating the update reaches fixed po
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     common.add_model_arguments(p)
-    common.add_token_arguments(p)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--tokens", type=int, help="one sample of N tokens spread over the vocabulary")
+    src.add_argument(
+        "--token-ids", type=common.int_list, help="one sample: explicit comma-separated token ids"
+    )
+    src.add_argument("--samples-json", help="JSON file: a list of samples, each a list of token ids")
     g = p.add_argument_group("phase 1")
     d = Phase1Config()
     g.add_argument(
@@ -44,6 +50,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print one JSON object per epoch and a final one")
+    p.add_argument(
+        "--distributed",
+        action="store_true",
+        help="data-parallel over the processes of `torchrun --nproc-per-node N -m newllm train ...` "
+        "(gloo on CPU, nccl on CUDA; batched loop)",
+    )
 
 
 def phase1_config(args: argparse.Namespace) -> Phase1Config:
@@ -62,6 +74,8 @@ def phase1_config(args: argparse.Namespace) -> Phase1Config:
 
 
 def samples_from_args(args: argparse.Namespace, vocab_size: int) -> list[list[int]]:
+    if args.samples_json is not None:
+        return common.read_samples_json(args.samples_json)
     return [common.token_ids(args, vocab_size)]
 
 
@@ -70,7 +84,14 @@ def run(args: argparse.Namespace) -> int:
     pcfg = phase1_config(args)
     samples = samples_from_args(args, mcfg.vocab_size)
     seed = args.seed if args.model_seed is None else args.model_seed
-    model = build_model(mcfg, seed=seed)
+    dist = Dist.from_env() if args.distributed else Dist.single()
+    try:
+        return _run(args, mcfg, pcfg, samples, build_model(mcfg, seed=seed).to(dist.device), dist)
+    finally:
+        dist.shutdown()
+
+
+def _run(args, mcfg, pcfg, samples, model, dist: Dist) -> int:
     t0 = time.perf_counter()
 
     def on_epoch(s) -> None:
@@ -85,8 +106,17 @@ def run(args: argparse.Namespace) -> int:
             )
 
     run_ = train_phase1(
-        model, samples, pcfg, out_dir=args.out, resume=args.resume, progress=not args.quiet, on_epoch=on_epoch
+        model,
+        samples,
+        pcfg,
+        out_dir=args.out,
+        resume=args.resume,
+        progress=not args.quiet,
+        on_epoch=on_epoch,
+        dist=dist,
     )
+    if not dist.is_main:
+        return 0
     final = {
         "event": "done",
         "arch": mcfg.arch_name,
@@ -97,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
         "success": run_.final.success,
         "success_rate": pcfg.success_rate,
         "checkpoint": str(args.out),
+        "world_size": dist.world_size,
         "checkpoint_tag": run_.checkpoint_tag,
         "cache": str(run_.cache) if run_.cache else None,
         "seconds": time.perf_counter() - t0,
