@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import time
 from dataclasses import asdict
+from pathlib import Path
 
 from ..distributed import Dist
+from ..jsonio import atomic_write_json
 from ..model import build_model
 from ..phase1 import Phase1Config, train_phase1
 from . import common
@@ -23,6 +25,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--token-ids", type=common.int_list, help="one sample: explicit comma-separated token ids"
     )
     src.add_argument("--samples-json", help="JSON file: a list of samples, each a list of token ids")
+    src.add_argument(
+        "--data",
+        help="dialogue source: 'ultrachat' (offline: the local chitchat corpus in "
+        "UltraChat's schema), a hub name, or a local .jsonl/.txt path",
+    )
+    d_ = p.add_argument_group("data (with --data)")
+    d_.add_argument("--samples", type=int, default=10, help="conversations to train on (default 10)")
+    d_.add_argument("--split", default="train_sft", help="split (default train_sft)")
+    d_.add_argument("--max-length", type=int, default=512, help="truncate conversations to this many tokens")
     g = p.add_argument_group("phase 1")
     d = Phase1Config()
     g.add_argument(
@@ -74,6 +85,22 @@ def phase1_config(args: argparse.Namespace) -> Phase1Config:
 
 
 def samples_from_args(args: argparse.Namespace, vocab_size: int) -> list[list[int]]:
+    if args.data is not None:
+        from ..data import VOCAB_SIZE, load_samples
+
+        if vocab_size < VOCAB_SIZE:
+            raise ValueError(
+                f"--data needs vocab_size >= {VOCAB_SIZE} (GPT-2 + 2 chat markers), got {vocab_size}"
+            )
+        loaded = load_samples(args.data, args.split, args.samples, args.max_length)
+        args._data_meta = {
+            "source": args.data,
+            "split": args.split,
+            "samples": args.samples,
+            "max_length": args.max_length,
+            "conversation_ids": loaded.ids,
+        }
+        return loaded.input_ids
     if args.samples_json is not None:
         return common.read_samples_json(args.samples_json)
     return [common.token_ids(args, vocab_size)]
@@ -117,6 +144,9 @@ def _run(args, mcfg, pcfg, samples, model, dist: Dist) -> int:
     )
     if not dist.is_main:
         return 0
+    meta = getattr(args, "_data_meta", None)
+    if meta is not None:  # which conversations the samples are, in cache order (Phase 2 splits by them)
+        atomic_write_json(Path(args.out) / "data.json", meta)
     final = {
         "event": "done",
         "arch": mcfg.arch_name,
