@@ -37,6 +37,8 @@ class RunLock:
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         self._fd = fd
+        for stale in self.path.parent.glob(".*.tmp"):  # half-written files of a killed holder
+            stale.unlink(missing_ok=True)
         return self
 
     def release(self) -> None:

@@ -98,8 +98,8 @@ def train_phase1(
 
     With ``out_dir``: a checkpoint after every epoch, a JSON-lines log, and at the end the Phase 1
     cache (eval-mode fixed points via :func:`newllm.solve`, ``cache_solver`` or mse < tolerance).
-    ``resume`` continues from the checkpoint in ``out_dir``; on CPU the result is bit-identical to an
-    uninterrupted run. ``out_dir`` is locked (:class:`~newllm.runlock.RunLock`) while training.
+    ``resume`` continues from the checkpoint in ``out_dir`` (from the start when the run was killed
+    before its first checkpoint); on CPU the result is bit-identical to an uninterrupted run. ``out_dir`` is locked (:class:`~newllm.runlock.RunLock`) while training.
     With ``dist`` (batched loop only) the samples of each batch are sharded over the ranks, gradients
     are all-reduced through DistributedDataParallel, and rank 0 writes checkpoints, log and cache.
     """
@@ -143,9 +143,9 @@ def _train(
     start = 0
     history: list[dict[str, Any]] = []
     out = Path(out_dir) if out_dir is not None else None
-    if resume:
-        if out is None:
-            raise ValueError("resume needs out_dir")
+    if resume and out is None:
+        raise ValueError("resume needs out_dir")
+    if resume and (out / ckpt.MANIFEST).exists():  # type: ignore[operator]
         start, history = _restore(out, model, opt, gen, config, digest, dist)
         run.epochs = [EpochStats(**h) for h in history]
     elif out is not None and (out / ckpt.MANIFEST).exists():
