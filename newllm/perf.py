@@ -44,13 +44,19 @@ def synchronize(device: torch.device | str) -> None:
         torch.cuda.synchronize(dev)
 
 
-def timed(fn: Callable[[], Any], device: torch.device | str) -> tuple[float, Any]:
-    """``(seconds, fn())`` with the device synchronised before and after."""
+def timed(
+    fn: Callable[[], Any], device: torch.device | str, clock: Callable[[], float] = time.perf_counter
+) -> tuple[float, Any]:
+    """``(seconds, fn())`` on ``clock`` with the device synchronised before and after.
+
+    ``time.process_time`` (this process's CPU time) is steadier than wall time for single-threaded
+    CPU work on a shared machine; GPU work needs wall time.
+    """
     synchronize(device)
-    t0 = time.perf_counter()
+    t0 = clock()
     out = fn()
     synchronize(device)
-    return time.perf_counter() - t0, out
+    return clock() - t0, out
 
 
 def synced(fn: Callable[..., Any], device: torch.device | str) -> Callable[..., Any]:
@@ -97,12 +103,12 @@ class MatmulChain:
         for x, w, out in self.ops:
             torch.mm(x, w, out=out)
 
-    def seconds(self, repeat: int = 5) -> float:
-        """Fastest of ``repeat`` synchronised runs (after one warm-up run)."""
+    def seconds(self, repeat: int = 5, clock: Callable[[], float] = time.perf_counter) -> float:
+        """Fastest of ``repeat`` synchronised runs on ``clock`` (after one warm-up run)."""
         if not (isinstance(repeat, int) and repeat >= 1):
             raise ValueError(f"repeat must be a positive integer, got {repeat!r}")
         self()
-        return min(timed(self, self.device)[0] for _ in range(repeat))
+        return min(timed(self, self.device, clock)[0] for _ in range(repeat))
 
 
 def nearest_rank(values: list[float], q: float) -> float:
