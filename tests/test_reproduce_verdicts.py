@@ -91,7 +91,8 @@ def test_combine_over_conditions():
     assert combine([("a", h), ("b", h), ("c", n)]) == (HOLDS, HOLDS)
     assert combine([("a", f), ("b", f)]) == (FAILS, FAILS)
     assert combine([("l2", h), ("mse", f), ("rel", h)]) == (HOLDS_ONLY, "holds only under: l2; rel")
-    assert combine([("a", h), ("b", i)])[0] == INCONCLUSIVE
+    assert combine([("a", h), ("b", i)]) == (HOLDS_ONLY, "holds only under: a (seeds disagree under: b)")
+    assert combine([("a", f), ("b", i)]) == (INCONCLUSIVE, "inconclusive (seeds disagree under: b)")
     assert combine([("a", n)]) == (NOT_MEASURED, NOT_MEASURED)
 
 

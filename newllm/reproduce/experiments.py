@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from .. import diagnostics
+from .. import diagnostics, metrics
 from ..config import ModelConfig, SolverConfig
 from ..model import CVFPModel, build_model
 from ..phase1 import Phase1Config, train_phase1
@@ -127,6 +127,7 @@ def _fixed_point(model: CVFPModel, p: Probe, ids: list[int], plan: Plan, contrac
     rep = diagnostics.collapse_report(p.last, torch.tensor(ids))
     c = model.context_dim
     rms_f0 = p.norm[0].double() / math.sqrt(c)
+    _, pre_var = first_step(model, p.embedding)
     last_res = p.residual["mse"][-1].double()
     out = {
         "last_mse_mean": float(last_res.mean()),
@@ -134,6 +135,9 @@ def _fixed_point(model: CVFPModel, p: Probe, ids: list[int], plan: Plan, contrac
         "max_abs_context": float(p.max_abs.max()),
         "rms_f0_min": float(rms_f0.min()),
         "rms_f0_mean": float(rms_f0.mean()),
+        "pre_ln_var_f0_min": float(pre_var.min()),
+        "pre_ln_var_f0_mean": float(pre_var.mean()),
+        "ln_eps": model.blocks[-1].norm.eps,
         **_ln_gains(model),
         **rep,
         **gate_means(model, p.embedding, p.last),
@@ -162,6 +166,40 @@ def _contraction(model: CVFPModel, p: Probe, ids: list[int], plan: Plan) -> dict
     }
 
 
+def first_step(model: CVFPModel, embedding: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``f(0)`` ``[n, C]`` and the variance ``[n]`` of the last LayerNorm's input during that step.
+
+    Below the LayerNorm's ``eps`` that variance squeezes ``f(0)`` towards the LayerNorm bias: then
+    ``mse(f(0), 0)`` is tiny and a zero start "converges" at iteration 1.
+    """
+    seen: list[torch.Tensor] = []
+    hook = model.blocks[-1].norm.register_forward_pre_hook(lambda _m, args: seen.append(args[0]))
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            f0 = model.step(embedding, model.initial_context(embedding.shape[:-1]))
+    finally:
+        model.train(was)
+        hook.remove()
+    return f0, seen[-1].double().var(dim=-1, unbiased=False)
+
+
+def _recheck(model: CVFPModel, e: torch.Tensor, r: FixedPointResult, cfg: SolverConfig) -> dict[str, Any]:
+    """Share of converged tokens still below the threshold one step after their reported context."""
+    conv = r.converged
+    if not bool(conv.any()):
+        return {"stays_converged": None, "next_mse_after_convergence": None}
+    with torch.no_grad():
+        c = r.context[conv]
+        f = model.step(e[conv], c)
+    again = metrics.residual(cfg.metric, f, c)
+    return {
+        "stays_converged": float(metrics.below(again, cfg.threshold).double().mean()),
+        "next_mse_after_convergence": float(metrics.mse(f, c).double().mean()),
+    }
+
+
 def _ln_gains(model: CVFPModel) -> dict[str, float]:
     w_all = torch.cat([b.norm.weight.detach().double() for b in model.blocks])
     w_last = model.blocks[-1].norm.weight.detach().double()
@@ -179,19 +217,23 @@ def _direct(model: CVFPModel, local: list[int], ids: list[int], plan: Plan, pcfg
     names = ["mse"] + (["mse_w10"] if pcfg.warmup == 10 else [])
     out: dict[str, Any] = {"judges": {}}
     res = None
+    e = model.embed(local)
     for name in names:
-        r = solve(model, local, solver_config(js[name]))
+        cfg = solver_config(js[name])
+        r = solve(model, local, cfg)
         out["judges"][name] = _solve_stats(r)
+        out["judges"][name].update(_recheck(model, e, r, cfg))
         if res is None:
             res = r
     assert res is not None
-    with torch.no_grad():
-        e = model.embed(local)
-        f0 = model.step(e, model.initial_context((len(local),)))
+    f0, pre_var = first_step(model, e)
     rms_f0 = diagnostics.context_rms(f0).double()
     out["fixed_point"] = {
         "rms_f0_min": float(rms_f0.min()),
         "rms_f0_mean": float(rms_f0.mean()),
+        "pre_ln_var_f0_min": float(pre_var.min()),
+        "pre_ln_var_f0_mean": float(pre_var.mean()),
+        "ln_eps": model.blocks[-1].norm.eps,
         **_ln_gains(model),
         **diagnostics.collapse_report(res.context, torch.tensor(ids)),
     }

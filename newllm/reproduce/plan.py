@@ -19,7 +19,7 @@ from ..phase1 import Phase1Config
 from ..tokens import spread_token_ids
 
 #: Bump when an experiment's code changes what it measures (invalidates resumed tasks).
-REPRO_VERSION = 1
+REPRO_VERSION = 2
 
 ARCHS = ("sequential", "layerwise")
 #: Iterations of every probe (the notes' eval budget, seed 000).

@@ -110,7 +110,9 @@ def decide(p: Probe, cfg: SolverConfig) -> Decision:
 
 
 def judged(p: Probe, cfg: SolverConfig) -> dict:
-    """JSON-ready statistics of a judge: rate, mean iterations, context norm, final residuals."""
+    """JSON-ready statistics of a judge: rate, mean iterations, context norm, final residuals, and
+    ``stays_converged``: the share of converged tokens whose residual one iteration later (from the
+    reported context) is still below the threshold (None when no converged token has a next iteration)."""
     d = decide(p, cfg)
     n = d.status.numel()
     cols = torch.arange(n)
@@ -128,6 +130,15 @@ def judged(p: Probe, cfg: SolverConfig) -> dict:
     }
     for m in ("mse", "l2", "rel"):
         out[f"final_{m}"] = float(p.residual[m][d.index, cols].double().mean())
+    nxt = conv & (d.index + 1 < p.iterations)
+    if bool(nxt.any()):
+        rows = (d.index + 1)[nxt]
+        again = p.residual[cfg.metric][rows, cols[nxt]]
+        out["stays_converged"] = float(M.below(again, cfg.threshold).double().mean())
+        out["next_mse_after_convergence"] = float(p.residual["mse"][rows, cols[nxt]].double().mean())
+    else:
+        out["stays_converged"] = None
+        out["next_mse_after_convergence"] = None
     if n <= 10:
         out["iterations"] = d.iterations.tolist()
     return out

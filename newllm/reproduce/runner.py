@@ -137,6 +137,7 @@ def write_figures(out: Path, report: dict[str, Any]) -> dict[str, str]:
 
 def method_lines(plan: Plan) -> list[str]:
     js = judges(plan.context_dim)
+    cfg = plan.model_config("layerwise")
     rules = "; ".join(f"`{j.name}`: {j.label}" for j in js.values())
     return [
         f"Eval-mode judges (dropout off): {rules}. A token converges at the first iteration k > warmup whose "
@@ -151,7 +152,8 @@ def method_lines(plan: Plan) -> list[str]:
         "with Adam an unused row gets zero gradient and is never changed, so this is the full-vocabulary training up "
         "to float summation order, at a fraction of the cost.",
         "Token ids: 000/001 use 100, 200, ..., 1000 (and the stride min(100, (V-1)//N) for 512); 002 uses 0..N-1 as "
-        "the note states. Model: the seeds' 2-layer Sequential ((2,)) and Layer-wise ((1, 1)), dims 256, init N(0, 0.02²), "
-        "one model per seed (seed = weight-init seed = dropout seed).",
+        f"the note states. Model: 2-layer Sequential ((2,)) and Layer-wise ((1, 1)), dims {cfg.embed_dim}/"
+        f"{cfg.context_dim}/{cfg.hidden_dim}, vocabulary {cfg.vocab_size}, init N(0, {cfg.init_std:g}²), dropout "
+        f"{cfg.dropout:g}; one model per seed (seed = weight-init seed = dropout seed).",
         "Spread over seeds is the sample standard deviation; timings are not part of the results (report.json 'timing').",
     ]

@@ -17,6 +17,8 @@ SOURCES: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("trained 001 (spec loop), 10 tokens", "phase1_spec", {"tokens": 10, "loop": "spec"}),
     ("trained 002 (batched), 10 tokens", "phase1_scaling", {"tokens": 10, "loop": "batched"}),
     ("trained 002 (batched), 100 tokens", "phase1_scaling", {"tokens": 100, "loop": "batched"}),
+    ("trained 002 (spec loop), 20 tokens", "phase1_scaling", {"tokens": 20, "loop": "spec"}),
+    ("trained 002 (spec loop), 100 tokens", "phase1_scaling", {"tokens": 100, "loop": "spec"}),
     ("trained 001 recipe (batched), 512 tokens", "phase1_large", {"recipe": "001"}),
     ("trained 004 recipe (batched, 5 epochs), 512 tokens", "phase1_large", {"recipe": "004"}),
 )
@@ -73,6 +75,7 @@ def summarize(rows: list[dict[str, Any]], results: list[dict[str, Any]], plan: P
                 ("context_rms", "mean"),
                 ("rms_f0_min", "min"),
                 ("rms_f0_mean", "mean"),
+                ("pre_ln_var_f0_min", "min"),
                 ("ln_gain_last_mean", "mean"),
                 ("effective_rank", "mean"),
                 ("max_cosine", "max"),
@@ -199,8 +202,10 @@ def _table(rows, judge: str, fields: list[tuple[str, str]], require: str) -> lis
 
 
 def _one_iteration(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per trained source: tokens judged converged at iteration 1 (eval, mse < 0.01, from zeros) and
-    the smallest rms(f(0)); iteration-1 convergence happens exactly when rms(f(0)) < 0.1."""
+    """Per trained source: tokens judged converged at iteration 1 (eval, mse < 0.01, from zeros), the
+    share of converged tokens still below 0.01 one step later, the smallest rms(f(0)) and the
+    smallest variance of the last LayerNorm's input at the zero context. Iteration-1 convergence
+    happens exactly when rms(f(0)) < 0.1."""
     out = []
     for label, exp, where in SOURCES:
         if exp == "untrained":
@@ -218,7 +223,16 @@ def _one_iteration(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "arch": arch,
                     "converged_at_1": int(sum(at1)),
                     "tokens": int(sum(n)),
+                    "stays_converged": _mean(values(rows, exp, "mse", w, "stays_converged")),
+                    "next_mse_after_convergence": _mean(
+                        values(rows, exp, "mse", w, "next_mse_after_convergence")
+                    ),
                     "rms_f0_min": min(rms),
+                    "pre_ln_var_f0_min": min(
+                        values(rows, exp, "fixed_point", w, "pre_ln_var_f0_min"), default=None
+                    ),
+                    "ln_eps": _mean(values(rows, exp, "fixed_point", w, "ln_eps")),
+                    "ln_gain_last_mean": _mean(values(rows, exp, "fixed_point", w, "ln_gain_last_mean")),
                     "criterion_agrees": (sum(at1) > 0) == (min(rms) < 0.1),
                 }
             )

@@ -13,9 +13,10 @@ Per variant (one set of conditions), with one value per seed:
 * paired ``less`` / ``greater`` (``a < b`` / ``a > b`` per seed), ``equal`` (``a`` within tolerance of
   ``b`` per seed): likewise every seed / no seed / some seeds. ``ratio``: ``a / b`` per seed, then ``approx``.
 
-Over variants: all hold -> **holds**; none holds -> **does not hold**; some hold and the rest do not
--> **holds only under:** the labels of those that hold; anything else -> **inconclusive**. Variants
-without measurements are left out (**not measured** when none has any).
+Over variants: all hold -> **holds**; all do not hold -> **does not hold**; some hold -> **holds only
+under:** the labels of those that hold (naming any inconclusive ones); none holds and some are
+inconclusive -> **inconclusive**. Variants without measurements are left out (**not measured** when
+none has any).
 """
 
 from __future__ import annotations
@@ -183,10 +184,14 @@ def combine(labelled: Sequence[tuple[str, Verdict]]) -> tuple[str, str]:
         return HOLDS, HOLDS
     if all(s == FAILS for s in sts):
         return FAILS, FAILS
-    if all(s in (HOLDS, FAILS) for s in sts):
-        under = [lab for lab, v in measured if v.status == HOLDS]
-        return HOLDS_ONLY, f"{HOLDS_ONLY}: " + "; ".join(under)
-    return INCONCLUSIVE, INCONCLUSIVE
+    under = [lab for lab, v in measured if v.status == HOLDS]
+    unsure = [lab for lab, v in measured if v.status == INCONCLUSIVE]
+    if not under:
+        return INCONCLUSIVE, f"{INCONCLUSIVE} (seeds disagree under: " + "; ".join(unsure) + ")"
+    text = f"{HOLDS_ONLY}: " + "; ".join(under)
+    if unsure:
+        text += " (seeds disagree under: " + "; ".join(unsure) + ")"
+    return HOLDS_ONLY, text
 
 
 CONSISTENT = "consistent"
