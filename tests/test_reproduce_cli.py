@@ -89,3 +89,9 @@ def test_quick_end_to_end_then_resume(tmp_path, capsys):
 def test_bad_arguments_exit_2_with_one_line(tmp_path, capsys, argv, message):
     code, _, err = run_cli(capsys, "reproduce", "--quick", "--tiny", "--out", str(tmp_path), *argv)
     assert code == 2 and message in err and err.count("\n") == 1
+
+
+def test_readme_main_job_is_the_quick_reproduction():
+    from tests.test_repo_contract import quick_start_commands
+
+    assert quick_start_commands()[0].endswith("&& newllm reproduce --quick")

@@ -115,7 +115,7 @@ def spectra(spec: list[dict[str, Any]], path: Path) -> Path:
     for ax, name in zip(axes, names, strict=True):
         ax.axhline(1.0, color="gray", ls=":", lw=1)
         ax.set_ylim(bottom=0.0)
-        ax.set_xlabel("index (descending); the last is LayerNorm's null direction")
+        ax.set_xlabel("index (descending); the last two: LayerNorm's mean and scale directions")
         ax.set_title(name, fontsize=9)
         ax.legend(fontsize=7)
     return _save(fig, path)

@@ -162,6 +162,12 @@ def write_markdown(path: Path, report: dict[str, Any], data: ClaimsData, figures
     add("")
     for line in report["method"]:
         add(f"- {line}")
+    t = report.get("timing")
+    if t:
+        add(
+            f"- Timing (not part of the results): {report['tasks']} experiments, {t['reused_tasks']} reused from "
+            f"the output directory; experiment time {t['task_seconds']:.0f} s as measured when each ran."
+        )
     add("")
     path.write_text("\n".join(lines), encoding="utf-8")
     return path

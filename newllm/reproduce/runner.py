@@ -73,7 +73,7 @@ def run_reproduction(
     figures = write_figures(out, report)
     md = write_markdown(out / REPORT_MD, report, load_claims(), figures)
     js = out / REPORT_JSON
-    atomic_write_bytes(js, (dumps({k: v for k, v in report.items() if k != "beyond_plots"}) + "\n").encode())
+    atomic_write_bytes(js, (dumps(json_form(report), separators=(",", ":")) + "\n").encode())
     return Reproduction(out=out, markdown=md, json=js, report=report)
 
 
@@ -116,6 +116,27 @@ def build_report(plan: Plan, results: list[dict[str, Any]]) -> dict[str, Any]:
         "beyond_plots": {k: beyond[k] for k in ("traces", "spectra")},
         "method": method_lines(plan),
     }
+
+
+def json_form(report: dict[str, Any]) -> dict[str, Any]:
+    """``report.json``'s content: the report without the plot data, each distinct variant condition
+    stored once under ``"conditions"`` and referred to by its key (``"C0"``, ``"C1"``, ...)."""
+    keys: dict[str, str] = {}
+    table: dict[str, Any] = {}
+    claims = []
+    for c in report["claims"]:
+        variants = []
+        for v in c["variants"]:
+            blob = json.dumps(v["conditions"], sort_keys=True)
+            if blob not in keys:
+                keys[blob] = f"C{len(keys)}"
+                table[keys[blob]] = v["conditions"]
+            variants.append({**v, "conditions": keys[blob]})
+        claims.append({**c, "variants": variants})
+    out = {k: v for k, v in report.items() if k != "beyond_plots"}
+    out["claims"] = claims
+    out["conditions"] = table
+    return out
 
 
 def write_figures(out: Path, report: dict[str, Any]) -> dict[str, str]:
