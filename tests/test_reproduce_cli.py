@@ -95,3 +95,19 @@ def test_readme_main_job_is_the_quick_reproduction():
     from tests.test_repo_contract import quick_start_commands
 
     assert quick_start_commands()[0].endswith("&& newllm reproduce --quick")
+
+
+def test_report_without_matplotlib_has_no_figures(tmp_path, monkeypatch):
+    from newllm.reproduce import plots
+    from newllm.reproduce.report import write_markdown
+    from newllm.reproduce.runner import build_report, write_figures
+
+    monkeypatch.setattr(plots, "available", lambda: False)
+    plan = quick_plan(model=TINY)
+    report = build_report(plan, [])  # no experiments: only the threshold arithmetic is measured
+    assert write_figures(tmp_path, report) == {}
+    arithmetic_only = [c for c in load_claims().claims if all(v.a.exp == "arithmetic" for v in c.variants)]
+    assert len(arithmetic_only) == 3
+    assert report["counts"][NOT_MEASURED] == len(load_claims().claims) - len(arithmetic_only)
+    md = write_markdown(tmp_path / "report.md", report, load_claims(), {}).read_text()
+    assert "matplotlib is not installed" in md and ".png" not in md

@@ -11,6 +11,13 @@ ARCH_STYLE = {"sequential": {"color": "tab:red"}, "layerwise": {"color": "tab:bl
 STATE_STYLE = {"untrained": "--", "trained": "-"}
 
 
+def available() -> bool:
+    """Whether matplotlib is installed (the ``plot`` extra); without it the report has no figures."""
+    import importlib.util
+
+    return importlib.util.find_spec("matplotlib") is not None
+
+
 def _plt():
     import matplotlib
 

@@ -203,6 +203,9 @@ def _beyond(add, report: dict[str, Any], figures: dict[str, str]) -> None:
     b = report["beyond"]
     add("## Beyond the notes")
     add("")
+    if not figures:
+        add('*No figures: matplotlib is not installed (`pip install -e ".[plot]"`).*')
+        add("")
     add("### Convergence rate vs token count")
     add("")
     if "rate_vs_tokens" in figures:

@@ -140,7 +140,9 @@ def json_form(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_figures(out: Path, report: dict[str, Any]) -> dict[str, str]:
-    """PNG files beside the report; returns figure name -> file name."""
+    """PNG files beside the report; returns figure name -> file name (none without matplotlib)."""
+    if not plots.available():
+        return {}
     b, bp = report["beyond"], report["beyond_plots"]
     figs = {"rate_vs_tokens": plots.rate_vs_tokens(b["rate_vs_tokens"], out / "rate_vs_tokens.png").name}
     if b["rate_vs_tolerance"]:
