@@ -7,7 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-ARCH_STYLE = {"sequential": {"color": "tab:red"}, "layerwise": {"color": "tab:blue"}}
+# sequential drawn wider underneath, so overlapping curves (e.g. both at rate 1) stay visible
+ARCH_STYLE = {"sequential": {"color": "tab:red", "lw": 3.0}, "layerwise": {"color": "tab:blue", "lw": 1.2}}
+MARKER = {"sequential": {"marker": "o", "markersize": 8}, "layerwise": {"marker": "s", "markersize": 4}}
 STATE_STYLE = {"untrained": "--", "trained": "-"}
 
 
@@ -55,7 +57,9 @@ def rate_vs_tokens(curves: dict[str, Any], path: Path) -> Path:
     ):
         for c in curves.get(state, []):
             style = "-" if c["style"] == "solid" else "--"
-            ax.plot(c["tokens"], c["rate"], style, marker="o", label=c["label"], **ARCH_STYLE[c["arch"]])
+            ax.plot(
+                c["tokens"], c["rate"], style, label=c["label"], **ARCH_STYLE[c["arch"]], **MARKER[c["arch"]]
+            )
         _log(ax, "x")
         ax.set_ylim(-0.05, 1.05)
         ax.set_xlabel("tokens")
