@@ -72,11 +72,21 @@ def run_reference(out: Path) -> float:
     return time.perf_counter() - t0
 
 
-def kill_then_resume(out: Path, delay: float) -> dict:
-    """Start a run, SIGKILL it after ``delay`` s (if still running), then ``--resume`` it to the end."""
+def _checkpoint_epoch(out: Path) -> int:
+    try:
+        return int(json.loads((out / MANIFEST).read_text())["epoch"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def kill_then_resume(out: Path, after_epoch: int, delay: float) -> dict:
+    """Start a run; once its checkpoint reaches ``after_epoch`` (0: at once), wait ``delay`` s, SIGKILL it
+    (if still running); then ``--resume`` it to the end."""
     proc = subprocess.Popen(
         _cmd(out, False), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env()
     )
+    while proc.poll() is None and _checkpoint_epoch(out) < after_epoch:
+        time.sleep(0.01)
     try:
         proc.wait(timeout=delay)
         killed = False
@@ -84,13 +94,18 @@ def kill_then_resume(out: Path, delay: float) -> dict:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         killed = True
-    epoch_at_kill = None
-    if (out / MANIFEST).exists():
-        epoch_at_kill = json.loads((out / MANIFEST).read_text())["epoch"]
+    epoch_at_kill = _checkpoint_epoch(out)
     p = subprocess.run(_cmd(out, True), capture_output=True, text=True, env=_env(), timeout=600)
     if p.returncode != 0:
-        raise RuntimeError(f"resume after a kill at {delay:.2f}s failed: {p.stderr.strip()[-500:]}")
-    return {"delay_s": delay, "killed": killed, "checkpoint_epoch_at_kill": epoch_at_kill}
+        raise RuntimeError(
+            f"resume after a kill (epoch {after_epoch} + {delay:.2f}s) failed: {p.stderr.strip()[-500:]}"
+        )
+    return {
+        "after_epoch": after_epoch,
+        "delay_s": delay,
+        "killed": killed,
+        "checkpoint_epoch_at_kill": epoch_at_kill,
+    }
 
 
 def same_weights(a: Path, b: Path) -> bool:
@@ -98,19 +113,29 @@ def same_weights(a: Path, b: Path) -> bool:
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
-def campaign(root: Path, kills: int, seed: int, ref_seconds: float | None = None) -> list[dict]:
-    """Reference run, then ``kills`` kill-and-resume runs at seeded random delays; one record per kill."""
+def _epoch_seconds(ref: Path) -> float:
+    rows = [json.loads(x) for x in (ref / "log.jsonl").read_text().splitlines()]
+    secs = [r["seconds"] for r in rows if r.get("event") == "epoch"]
+    return sum(secs) / len(secs)
+
+
+def campaign(root: Path, kills: int, seed: int) -> list[dict]:
+    """Reference run, then ``kills`` kill-and-resume runs; each kill lands a seeded random fraction of an
+    epoch after a seeded random checkpoint (0 = during start-up / epoch 1). One record per kill."""
     root.mkdir(parents=True, exist_ok=True)
     ref = root / "reference"
-    ref_s = run_reference(ref) if ref_seconds is None else ref_seconds
+    ref_s = run_reference(ref)
+    epoch_s = _epoch_seconds(ref)
+    epochs = int(TRAIN_ARGS[TRAIN_ARGS.index("--epochs") + 1])
     rng = random.Random(seed)
     rows = []
     for i in range(kills):
-        delay = rng.uniform(0.2, ref_s)
+        after = rng.randint(0, epochs - 1)
+        delay = rng.uniform(0.0, 1.5 * epoch_s) + (3.0 * rng.random() if after == 0 else 0.0)
         out = root / f"kill-{i:03d}"
-        row = kill_then_resume(out, delay)
+        row = kill_then_resume(out, after, delay)
         row["bit_exact"] = same_weights(ref, out)
-        row["reference_s"] = ref_s
+        row.update(reference_s=ref_s, epoch_s=epoch_s)
         rows.append(row)
     return rows
 
