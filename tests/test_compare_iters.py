@@ -15,6 +15,7 @@ BASELINE = ROOT / "bench" / "baselines" / "cpu.json"
 
 _spec = importlib.util.spec_from_file_location("compare_iters", SCRIPT)
 gate = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = gate  # dataclasses look their module up while the module loads
 _spec.loader.exec_module(gate)
 
 
