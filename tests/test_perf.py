@@ -88,3 +88,52 @@ def test_rows_finite_is_exact():
     assert not bool(torch.isfinite(r_l2[1]))
     assert _rows_finite(f, r_l2).tolist() == [True, True, False, False]
     assert _rows_finite(f[:1], r_l2[:1]).tolist() == [True]
+
+
+def reference_step(m, e, c):
+    """model.step written out of place, as before the in-place ReLU and gate sum."""
+    for block in m.blocks:
+        h = torch.cat([e, c], dim=-1)
+        for layer in block.layers:
+            h = torch.relu(layer(h))
+        forget, inp, delta = block.gates(h).chunk(3, dim=-1)
+        c = block.norm(torch.sigmoid(forget) * c + torch.sigmoid(inp) * torch.tanh(delta))
+    return c
+
+
+@pytest.mark.parametrize("structure", [(1,), (2,), (2, 2), (1, 3, 1)])
+def test_step_equals_the_out_of_place_reference_bitwise_with_gradients(structure):
+    m = tiny_model(structure=structure, dropout=0.0).train()
+    e = m.embed([3, 9, 17]).detach()
+    c = torch.randn(3, 8, generator=torch.Generator().manual_seed(2), requires_grad=True)
+    out = m.step(e, c)
+    ref = reference_step(m, e, c)
+    assert torch.equal(out, ref)
+    g_out = torch.autograd.grad(out.square().sum(), [c, *m.parameters()], allow_unused=True)
+    g_ref = torch.autograd.grad(ref.square().sum(), [c, *m.parameters()], allow_unused=True)
+    for a, b in zip(g_out, g_ref, strict=True):
+        assert (a is None and b is None) or torch.equal(a, b)
+
+
+@pytest.mark.parametrize("damping", [1.0, 0.5])
+def test_solver_contexts_equal_a_per_row_loop_bitwise(damping):
+    """Rows stop at different iterations, so every bookkeeping path (all rows, a subset, stops) runs."""
+    a = torch.tensor([0.5, 0.9, 0.99, 0.2], dtype=torch.float64).unsqueeze(1)
+    z0 = torch.tensor([[1.0], [2.0], [3.0], [4.0]], dtype=torch.float64)
+
+    def fn(z, rows):
+        return (a if rows is None else a[rows]) * z + 0.1
+
+    cfg = SolverConfig(metric="l2", threshold=1e-3, max_iterations=60, damping=damping, divergence_factor=None)
+    res = iterate(fn, z0, cfg)
+    for i in range(4):
+        z = z0[i : i + 1].clone()
+        for k in range(1, cfg.max_iterations + 1):
+            f = a[i : i + 1] * z + 0.1
+            if float((f - z).abs().max()) < cfg.threshold:
+                z = f
+                break
+            z = z + damping * (f - z) if damping != 1.0 else f
+        assert res.iterations[i] == k
+        assert torch.equal(res.context[i : i + 1], z), i
+    assert len(set(res.iterations.tolist())) > 2
