@@ -127,13 +127,14 @@ def test_solver_contexts_equal_a_per_row_loop_bitwise(damping):
     cfg = SolverConfig(metric="l2", threshold=1e-3, max_iterations=60, damping=damping, divergence_factor=None)
     res = iterate(fn, z0, cfg)
     for i in range(4):
-        z = z0[i : i + 1].clone()
-        for k in range(1, cfg.max_iterations + 1):
+        z, steps = z0[i : i + 1].clone(), 0
+        while steps < cfg.max_iterations:
+            steps += 1
             f = a[i : i + 1] * z + 0.1
             if float((f - z).abs().max()) < cfg.threshold:
                 z = f
                 break
             z = z + damping * (f - z) if damping != 1.0 else f
-        assert res.iterations[i] == k
+        assert res.iterations[i] == steps
         assert torch.equal(res.context[i : i + 1], z), i
     assert len(set(res.iterations.tolist())) > 2
