@@ -46,9 +46,9 @@ def contraction_report(
     spectral: str = "auto",
     power_iterations: int = 300,
     krylov_dim: int = 60,
-    pairs: int = 16,
+    pairs: int = 8,
     radii: tuple[float, ...] = DEFAULT_RADII,
-    ascent_steps: int = 20,
+    ascent_steps: int = 10,
     dtype: str = "float64",
     seed: int = 0,
 ) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """Matrix-free estimates of σ_max(J) and ρ(J) from Jacobian-vector products, batched over rows.
 
 :class:`Products` gives ``J v`` and ``Jᵀ u`` for every row at once (one JVP / VJP over ``[N, D]``).
-``J v`` uses forward mode (``torch.func.jvp``) when the map supports it and otherwise the VJP-only
-double-backward trick: ``u -> Jᵀ u`` is linear, so the VJP of it applied to ``v`` is ``J v``.
+``J v`` comes from the VJP-only double-backward trick (``u -> Jᵀ u`` is linear, so its VJP applied
+to ``v`` is ``J v``), or from forward mode (``torch.func.jvp``) on request or where double backward
+is missing.
 
 * :func:`sigma_max`: power iteration on ``JᵀJ``. Every value ``‖J v‖`` with ``‖v‖ = 1`` is at most
   σ_max, so the result is a **lower bound** that tightens as the iteration converges (slowly when
@@ -31,8 +32,10 @@ MODES = ("auto", "jvp", "vjp")
 class Products:
     """``J v`` and ``Jᵀ u`` for every row of ``fn`` at ``z [N, D]`` (tangents ``[N, D]``).
 
-    ``mode``: ``jvp`` (forward mode), ``vjp`` (reverse mode only) or ``auto`` (forward mode unless
-    the map lacks it). The chosen one is in :attr:`mode`.
+    ``mode`` decides how ``J v`` is computed: ``jvp`` (forward mode, ``torch.func.jvp``), ``vjp``
+    (reverse mode only: the VJP of ``u -> Jᵀ u``) or ``auto``: ``vjp`` unless the map lacks double
+    backward, then ``jvp``. ``vjp`` is the default because it measured about 4x faster than
+    forward mode for the CVFP step on CPU (torch 2.13). The chosen one is in :attr:`mode`.
     """
 
     def __init__(self, fn: PointMap, z: torch.Tensor, mode: str = "auto"):
@@ -46,10 +49,10 @@ class Products:
         self._jv_rev = None
         if mode == "auto":
             try:
-                self._jv_fwd(torch.zeros_like(z))
-                mode = "jvp"
-            except (RuntimeError, NotImplementedError):
+                self._jv_rev_fn()(torch.zeros_like(z))
                 mode = "vjp"
+            except (RuntimeError, NotImplementedError):
+                mode = "jvp"
         self.mode = mode
 
     def _jv_fwd(self, v: torch.Tensor) -> torch.Tensor:
@@ -61,9 +64,13 @@ class Products:
         if self.mode == "jvp":
             return self._jv_fwd(v)
         with torch.no_grad():
-            if self._jv_rev is None:
+            return self._jv_rev_fn()(v)[0]
+
+    def _jv_rev_fn(self):
+        if self._jv_rev is None:
+            with torch.no_grad():
                 _, self._jv_rev = vjp(lambda u: self._pull(u)[0], torch.zeros_like(self.value))
-            return self._jv_rev(v)[0]
+        return self._jv_rev
 
     def jtu(self, u: torch.Tensor) -> torch.Tensor:
         """``Jᵀ u`` per row: ``[N, D] -> [N, D]``."""
