@@ -5,9 +5,9 @@
 to ``v`` is ``J v``), or from forward mode (``torch.func.jvp``) on request or where double backward
 is missing.
 
-* :func:`sigma_max`: power iteration on ``JᵀJ``. Every value ``‖J v‖`` with ``‖v‖ = 1`` is at most
-  σ_max, so the result is a **lower bound** that tightens as the iteration converges (slowly when
-  σ_1 ≈ σ_2).
+* :func:`sigma_max`: Lanczos (default) or power iteration on ``JᵀJ``. Both return ``‖J v‖`` for a
+  unit ``v``, which is at most σ_max: a **lower bound** that tightens as the iteration converges
+  (power iteration slowly when σ_1 ≈ σ_2, as in the untrained CVFP maps).
 * :func:`spectral_radius`: ``exact`` (eigvals of the full Jacobian, :mod:`.jacobian`) or ``arnoldi``
   (k-step Arnoldi with re-orthogonalisation, ρ ≈ largest Ritz value modulus: an **estimate**, which
   can fall on either side of ρ for a non-normal J). ``auto`` uses ``exact`` up to
