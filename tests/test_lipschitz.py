@@ -131,6 +131,32 @@ def test_arnoldi_short_krylov_finds_an_isolated_dominant_eigenvalue():
     assert bool((est.details["ritz_residual"] < 1e-2).all())
 
 
+def complex_dominant(d: int = 16, seed: int = 4) -> torch.Tensor:
+    """``[2, D, D]``: a dominant complex pair ``0.9 e^{±0.7i}`` (a rotation block), the rest <= 0.4."""
+    out = []
+    for s in range(2):
+        g = torch.Generator().manual_seed(seed + s)
+        t = torch.diag(torch.empty(d, dtype=torch.float64).uniform_(-0.4, 0.4, generator=g))
+        c, sn = 0.9 * math.cos(0.7), 0.9 * math.sin(0.7)
+        t[:2, :2] = torch.tensor([[c, -sn], [sn, c]], dtype=torch.float64)
+        t = t + 0.2 * torch.triu(torch.randn(d, d, generator=g, dtype=torch.float64), 2) / math.sqrt(d)
+        q, _ = torch.linalg.qr(torch.randn(d, d, generator=g, dtype=torch.float64))
+        out.append(q @ t @ q.T)
+    return torch.stack(out)
+
+
+def test_complex_dominant_pair_arnoldi_and_observed_rate():
+    a = complex_dominant()
+    rho = truth(a)[1]
+    torch.testing.assert_close(rho, torch.full((2,), 0.9, dtype=torch.float64), rtol=1e-10, atol=0)
+    est = C.arnoldi(C.linear_map(a), points(a), krylov_dim=10)
+    torch.testing.assert_close(est.values, rho, rtol=1e-3, atol=0)
+    b = points(a, seed=3)
+    cfg = SolverConfig(metric="l2", threshold=1e-13, max_iterations=400, record_trace=True)
+    res = iterate(affine_rows(a, b), 0 * b, cfg)
+    torch.testing.assert_close(C.observed_rate(res).values, rho, rtol=1e-2, atol=0)
+
+
 def test_pair_ratio_is_a_lower_bound_that_ascent_sharpens(case):
     fn, z, _, sigma, _ = case
     plain = C.pair_ratio(fn, z, pairs=4, seed=3)
