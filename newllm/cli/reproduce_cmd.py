@@ -1,0 +1,63 @@
+"""``newllm reproduce``: regenerate the seed notes' tables, claimed vs measured, into report.md/.json."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..reproduce import full_plan, quick_plan, run_reproduction
+from ..reproduce.report import STATUS_ORDER
+from . import common
+
+NAME = "reproduce"
+HELP = "rerun every numeric table of the seed notes and judge each claim (report.md, report.json)"
+
+#: ``--tiny``: a test-only model size (hidden from --help).
+TINY_MODEL = {"embed_dim": 16, "context_dim": 16, "hidden_dim": 16, "vocab_size": 1100}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quick", action="store_true", help="one seed, fewer token counts (about a minute)")
+    p.add_argument(
+        "--seeds", type=common.int_list, help="comma-separated seeds (default 0,1,2; with --quick: 0)"
+    )
+    p.add_argument(
+        "--out", help="output directory (default runs/reproduce, or runs/reproduce-quick with --quick)"
+    )
+    p.add_argument("--resume", action="store_true", help="reuse finished experiments stored in --out")
+    p.add_argument("--threads", type=int, default=1, help="torch threads while running (default 1)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print one JSON object (paths, counts, verdicts)")
+    p.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
+
+
+def run(args: argparse.Namespace) -> int:
+    kw = {"threads": args.threads}
+    if args.tiny:
+        kw["model"] = dict(TINY_MODEL)
+    if args.seeds is not None:
+        kw["seeds"] = args.seeds
+    plan = quick_plan(**kw) if args.quick else full_plan(**kw)
+    out = args.out or ("runs/reproduce-quick" if args.quick else "runs/reproduce")
+    rep = run_reproduction(plan, out, resume=args.resume, progress=not args.quiet)
+    r = rep.report
+    if args.json:
+        common.print_json(
+            {
+                "report": str(rep.markdown),
+                "json": str(rep.json),
+                "quick": plan.quick,
+                "seeds": list(plan.seeds),
+                "tasks": r["tasks"],
+                "reused_tasks": r["timing"]["reused_tasks"],
+                "counts": r["counts"],
+                "verdicts": {c["id"]: c["verdict"] for c in r["claims"]},
+                "seconds": r["timing"]["seconds"],
+            }
+        )
+        return 0
+    c = r["counts"]
+    summary = ", ".join(f"{c[s]} {s}" for s in STATUS_ORDER if c[s])
+    print(f"{len(r['claims'])} claims: {summary} ({r['tasks']} experiments, {r['timing']['seconds']:.0f} s)")
+    print(f"report: {rep.markdown}")
+    print(f"json:   {rep.json}")
+    return 0

@@ -1,0 +1,152 @@
+"""One long eval-mode Picard run per token set, judged afterwards under any decision rule.
+
+:func:`probe` iterates ``c <- model.step(e, c)`` from zeros for ``K`` iterations with no early stop,
+keeping the residual of iteration ``k`` (between ``f(c_k)`` and ``c_k``) in every metric, the norm
+and max-abs of ``f(c_k)`` and its finiteness, all ``[K, N]``. :func:`decide` then applies the
+solver's stopping rules (see :mod:`newllm.fixed_point`: non-finite, converged after warmup, l2 growth
+beyond ``divergence_factor`` x the lowest) to these traces, so one run answers every judge; it gives
+the same statuses and iteration counts as :func:`newllm.solve` with that config (tested).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from .. import metrics as M
+from ..config import SolverConfig
+from ..model import CVFPModel
+from ..result import CONVERGED, GROWTH, NONFINITE, RUNNING
+
+
+@dataclass
+class Probe:
+    """Traces of a probe over ``N`` tokens and ``K`` iterations (row ``k-1`` is iteration ``k``)."""
+
+    residual: dict[str, torch.Tensor]  # metric -> [K, N]
+    norm: torch.Tensor  # [K, N] ||f(c_k)||_2
+    max_abs: torch.Tensor  # [K, N] max_i |f(c_k)_i|
+    finite: torch.Tensor  # [K, N] bool: f(c_k) finite
+    last: torch.Tensor  # [N, C] f(c_K), the last iterate
+    embedding: torch.Tensor  # [N, E]
+
+    @property
+    def iterations(self) -> int:
+        return self.norm.shape[0]
+
+
+def probe(model: CVFPModel, token_ids: list[int], iterations: int) -> Probe:
+    """Run ``iterations`` plain Picard steps from zeros for every token (eval mode, no grad)."""
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            e = model.embed(token_ids)
+            c = model.initial_context((len(token_ids),))
+            res: dict[str, list[torch.Tensor]] = {m: [] for m in M.METRICS}
+            norm, mabs, fin = [], [], []
+            for _ in range(iterations):
+                f = model.step(e, c)
+                for m, r in M.all_residuals(f, c).items():
+                    res[m].append(r)
+                norm.append(torch.linalg.vector_norm(f, dim=-1))
+                mabs.append(f.abs().amax(dim=-1))
+                fin.append(torch.isfinite(f).all(dim=-1))
+                c = f
+    finally:
+        model.train(was)
+    return Probe(
+        residual={m: torch.stack(v) for m, v in res.items()},
+        norm=torch.stack(norm),
+        max_abs=torch.stack(mabs),
+        finite=torch.stack(fin),
+        last=c,
+        embedding=e,
+    )
+
+
+@dataclass
+class Decision:
+    """Per-token outcome of a judge on a probe, as :class:`newllm.FixedPointResult` would report it."""
+
+    status: torch.Tensor  # [N] int8 codes of newllm.result
+    iterations: torch.Tensor  # [N] stop iteration, else max_iterations
+    index: torch.Tensor  # [N] trace row of the reported context / residual
+
+    @property
+    def converged(self) -> torch.Tensor:
+        return self.status == CONVERGED
+
+
+def decide(p: Probe, cfg: SolverConfig) -> Decision:
+    """The solver's decision under ``cfg`` (picard, damping 1, reset mode) from the probe's traces."""
+    if cfg.method != "picard" or cfg.damping != 1.0 or cfg.stall_window is not None:
+        raise ValueError("decide() replays plain Picard without a stall window only")
+    k_max = cfg.max_iterations
+    if k_max > p.iterations:
+        raise ValueError(f"the probe ran {p.iterations} iterations; the judge needs {k_max}")
+    r = p.residual[cfg.metric][:k_max]
+    l2 = p.residual["l2"][:k_max]
+    finite = p.finite[:k_max] & torch.isfinite(r)
+    ks = torch.arange(1, k_max + 1).unsqueeze(1)
+    conv = finite & M.below(r, cfg.threshold) & (ks > cfg.warmup)
+    stop = ~finite | conv
+    status_at = torch.where(~finite, NONFINITE, torch.where(conv, CONVERGED, RUNNING))
+    if cfg.divergence_factor is not None:
+        lowest = torch.cummin(torch.where(finite, l2, torch.full_like(l2, math.inf)), dim=0).values
+        grow = finite & ~conv & (l2 > cfg.divergence_factor * lowest)
+        stop = stop | grow
+        status_at = torch.where(grow & ~conv & finite, GROWTH, status_at)
+    n = r.shape[1]
+    any_stop = stop.any(dim=0)
+    first = torch.where(any_stop, stop.float().argmax(dim=0), torch.full((n,), k_max - 1))
+    status = torch.where(any_stop, status_at.gather(0, first.unsqueeze(0)).squeeze(0), RUNNING).to(torch.int8)
+    iters = torch.where(any_stop, first + 1, torch.full((n,), k_max))
+    # the solver keeps the last finite iterate of a non-finite token
+    index = torch.where(status == NONFINITE, (first - 1).clamp_min(0), first)
+    return Decision(status=status, iterations=iters, index=index)
+
+
+def judged(p: Probe, cfg: SolverConfig) -> dict:
+    """JSON-ready statistics of a judge: rate, mean iterations, context norm, final residuals, and
+    ``stays_converged``: the share of converged tokens whose residual one iteration later (from the
+    reported context) is still below the threshold (None when no converged token has a next iteration)."""
+    d = decide(p, cfg)
+    n = d.status.numel()
+    cols = torch.arange(n)
+    conv = d.converged
+    norm = p.norm[d.index, cols].double()
+    out = {
+        "tokens": n,
+        "converged": int(conv.sum()),
+        "rate": float(conv.double().mean()),
+        "mean_iterations": float(d.iterations.double().mean()),
+        "mean_iterations_converged": float(d.iterations[conv].double().mean()) if bool(conv.any()) else None,
+        "context_norm": float(norm.mean()),
+        "diverged": int(((d.status == NONFINITE) | (d.status == GROWTH)).sum()),
+        "converged_at_1": int((conv & (d.iterations == 1)).sum()),
+    }
+    for m in ("mse", "l2", "rel"):
+        out[f"final_{m}"] = float(p.residual[m][d.index, cols].double().mean())
+    nxt = conv & (d.index + 1 < p.iterations)
+    if bool(nxt.any()):
+        rows = (d.index + 1)[nxt]
+        again = p.residual[cfg.metric][rows, cols[nxt]]
+        out["stays_converged"] = float(M.below(again, cfg.threshold).double().mean())
+        out["next_mse_after_convergence"] = float(p.residual["mse"][rows, cols[nxt]].double().mean())
+    else:
+        out["stays_converged"] = None
+        out["next_mse_after_convergence"] = None
+    if n <= 10:
+        out["iterations"] = d.iterations.tolist()
+    return out
+
+
+def rate_vs_tolerance(p: Probe, metric: str, grid: list[float], max_iterations: int) -> list[float]:
+    """Convergence rate (warmup 0, no growth guard) for each threshold of ``grid`` in ``metric``."""
+    r = p.residual[metric][:max_iterations]
+    best = torch.where(p.finite[:max_iterations] & torch.isfinite(r), r, torch.full_like(r, math.inf))
+    lowest = best.amin(dim=0)  # [N]
+    return [float(M.below(lowest, t).double().mean()) for t in grid]
