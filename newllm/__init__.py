@@ -1,6 +1,6 @@
 """newllm: the reference toolkit for context-vector fixed-point (CVFP) language models."""
 
-from . import diagnostics, metrics
+from . import contraction, diagnostics, metrics
 from .config import ModelConfig, SolverConfig
 from .fixed_point import iterate
 from .model import CVFPModel, build_model
@@ -15,6 +15,7 @@ __all__ = [
     "STATUS_NAMES",
     "SolverConfig",
     "build_model",
+    "contraction",
     "diagnostics",
     "iterate",
     "metrics",

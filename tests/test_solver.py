@@ -230,3 +230,55 @@ def test_summary_is_json_ready():
 
     r = solve(tiny_model(), [1, 2])
     json.dumps(r.summary(), allow_nan=False)
+
+
+# --- Anderson vs Picard (contraction toolkit, issue 4) -----------------------------------------------
+
+
+def _tanh_map(n: int = 5, d: int = 8, lip: float = 0.8, seed: int = 3):
+    """Rows ``z -> lip * tanh(W z + b_i)`` with ``‖W‖₂ = 1``: contractions with Lipschitz constant <= lip."""
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(d, d, generator=g, dtype=torch.float64)
+    w = w / torch.linalg.matrix_norm(w, ord=2)
+    b = 2 * torch.randn(n, d, generator=g, dtype=torch.float64)
+
+    def fn(z, rows):
+        return lip * torch.tanh(z @ w.T + (b if rows is None else b[rows]))
+
+    return fn, b
+
+
+@pytest.mark.parametrize("lip", [0.5, 0.95])
+def test_anderson_and_picard_agree_on_contractive_nonlinear_maps(lip):
+    fn, b = _tanh_map(lip=lip)
+    cfg = dict(metric="l2", threshold=1e-11, max_iterations=2000)
+    p = iterate(fn, torch.zeros_like(b), SolverConfig(**cfg))
+    a = iterate(fn, torch.zeros_like(b), SolverConfig(method="anderson", **cfg))
+    assert bool(p.converged.all()) and bool(a.converged.all())
+    # both within tol/(1-k) of the unique fixed point
+    torch.testing.assert_close(a.context, p.context, rtol=0, atol=2 * 1e-11 / (1 - lip))
+    assert torch.equal(a.evaluations, a.iterations)  # one evaluation of f per iteration
+    assert int(a.evaluations.max()) <= int(p.evaluations.max())
+
+
+@pytest.mark.parametrize("method", ["picard", "anderson"])
+def test_a_map_without_fixed_point_is_never_converged(method):
+    # g(z) = f(z) - z = 0.5 + 0.25 sin(z) >= 0.25 everywhere: no fixed point exists
+    cfg = SolverConfig(metric="l2", threshold=0.2, max_iterations=300, method=method, stall_window=50)
+    r = iterate(lambda z, rows: z + 0.5 + 0.25 * torch.sin(z), torch.zeros(4, 3, dtype=torch.float64), cfg)
+    assert not bool(r.converged.any())
+    assert bool((r.lowest_residual >= 0.25 * math.sqrt(3) - 1e-12).all())
+
+
+@pytest.mark.parametrize("method", ["picard", "anderson"])
+def test_nonfinite_rows_are_diverged_under_both_methods(method):
+    def fn(z, rows):
+        out = 0.5 * z + 1.0
+        bad = torch.tensor([0, 1, 0]).bool() if rows is None else torch.tensor([0, 1, 0]).bool()[rows]
+        return torch.where(bad.unsqueeze(-1) & (z.abs().sum(-1, keepdim=True) > 0), math.nan, out)
+
+    r = iterate(
+        fn, torch.zeros(3, 2, dtype=torch.float64), SolverConfig(metric="l2", threshold=1e-9, method=method)
+    )
+    assert r.status.tolist() == [CONVERGED, NONFINITE, CONVERGED]
+    assert torch.isfinite(r.context).all()

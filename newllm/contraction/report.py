@@ -1,0 +1,159 @@
+"""``contraction_report``: every contraction estimate for a set of tokens, at their fixed points, in eval mode.
+
+Steps, on a copy of the model in ``dtype`` (float64 by default, so rounding does not blur the
+estimates):
+
+1. plain iteration (Picard, damping 1) from zeros for ``picard_iterations`` with the trace
+   recorded, and the observed rate fitted to its l2 tail;
+2. Anderson from Picard's last iterate to ``rel < tolerance``: the fixed point ``c*``;
+3. at ``c*``: σ_max and ρ (``spectral="exact"``: from the full Jacobian; ``iterative``: power
+   iteration and Arnoldi; ``auto``: exact up to ``EXACT_MAX_DIM``), the pair ratio around ``c*``
+   (a lower bound on the global Lipschitz constant), and the collapse diagnostics of the ``c*``.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from .. import diagnostics
+from ..config import SolverConfig
+from ..model import CVFPModel
+from ..solve import solve
+from ..tokens import as_token_tensor
+from .estimate import Estimate
+from .jacobian import exact
+from .maps import eval_mode, model_map
+from .pairs import DEFAULT_RADII, pair_ratio
+from .rate import observed_rate
+from .spectral import EXACT_MAX_DIM, arnoldi, sigma_max
+
+SPECTRAL = ("auto", "exact", "iterative")
+DTYPES = {"float64": torch.float64, "float32": torch.float32}
+
+
+def contraction_report(
+    model: CVFPModel,
+    token_ids: torch.Tensor | Sequence[int],
+    *,
+    picard_iterations: int = 1000,
+    tolerance: float = 1e-10,
+    refine_iterations: int = 2000,
+    spectral: str = "auto",
+    power_iterations: int = 300,
+    krylov_dim: int = 60,
+    pairs: int = 8,
+    radii: tuple[float, ...] = DEFAULT_RADII,
+    ascent_steps: int = 10,
+    dtype: str = "float64",
+    seed: int = 0,
+) -> dict[str, Any]:
+    """A JSON-ready dict: per-token and max/median ``sigma_max``, ``spectral_radius``,
+    ``pair_ratio``, ``observed_rate`` (each an :class:`Estimate` dict with its ``kind``),
+    ``contractive`` (fraction of tokens with σ_max < 1), the solves' statistics and the collapse
+    diagnostics of the fixed points. ``tolerance`` is in the ``rel`` metric. Random choices come
+    from ``seed``. The model's own mode and dtype are left unchanged.
+    """
+    if spectral not in SPECTRAL:
+        raise ValueError(f"spectral must be one of {', '.join(SPECTRAL)}; got {spectral!r}")
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
+    if picard_iterations < 2:
+        raise ValueError(f"picard_iterations must be >= 2 to fit a rate, got {picard_iterations}")
+    ids = as_token_tensor(token_ids, model.config.vocab_size).reshape(-1)
+    t0 = time.perf_counter()
+    work = copy.deepcopy(model).to(DTYPES[dtype])
+    gen = torch.Generator().manual_seed(seed)
+    with eval_mode(work):
+        picard = solve(
+            work,
+            ids,
+            SolverConfig(
+                metric="rel",
+                threshold=tolerance,
+                max_iterations=picard_iterations,
+                divergence_factor=None,
+                record_trace=True,
+            ),
+        )
+        rate = observed_rate(picard, metric="l2")
+        fixed = solve(
+            work,
+            ids,
+            SolverConfig(
+                metric="rel", threshold=tolerance, max_iterations=refine_iterations, method="anderson"
+            ),
+            init=picard.context,
+        )
+        z = fixed.context
+        fn = model_map(work, ids)
+        use_exact = spectral == "exact" or (spectral == "auto" and z.shape[-1] <= EXACT_MAX_DIM)
+        if use_exact:
+            ex = exact(fn, z)
+            sig, rho = ex["sigma_max"], ex["spectral_radius"]
+        else:
+            sig = sigma_max(fn, z, iterations=power_iterations, generator=gen)
+            rho = arnoldi(fn, z, krylov_dim=krylov_dim, generator=gen)
+        pr = pair_ratio(fn, z, pairs=pairs, radii=radii, ascent_steps=ascent_steps, generator=gen)
+    collapse = diagnostics.collapse_report(z, ids)
+    return {
+        "token_ids": ids.tolist(),
+        "tokens": int(ids.numel()),
+        "dtype": dtype,
+        "sigma_max": sig.to_dict(),
+        "spectral_radius": rho.to_dict(),
+        "pair_ratio": pr.to_dict(),
+        "observed_rate": rate.to_dict(),
+        "contractive": sig.fraction_below(1.0),
+        "pair_ratio_below_one": pr.fraction_below(1.0),
+        "picard": {
+            "iterations": picard.iterations.tolist(),
+            "converged": int(picard.converged.sum()),
+            "max_iterations": picard_iterations,
+            "final_rel_residual": picard.residual["rel"].tolist(),
+        },
+        "fixed_point": {
+            "converged": fixed.converged.tolist(),
+            "rel_residual": fixed.residual["rel"].tolist(),
+            "tolerance": tolerance,
+            "anderson_evaluations": fixed.evaluations.tolist(),
+        },
+        "collapse": {**collapse, "collapsed": diagnostics.is_collapsed(collapse)},
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def estimates_table(report: dict[str, Any]) -> list[str]:
+    """Readable lines: one row per token, then max and median rows, then the summary."""
+    keys = ("sigma_max", "spectral_radius", "pair_ratio", "observed_rate")
+    head = ["sigma_max", "rho", "pair_ratio", "obs_rate"]
+    kinds = [report[k]["kind"] for k in keys]
+    lines = [f"{'token':>8} " + " ".join(f"{h:>11}" for h in head) + f" {'at c*':>6}"]
+    lines.append(f"{'':>8} " + " ".join(f"{k:>11}" for k in kinds))
+    conv = report["fixed_point"]["converged"]
+    for i, t in enumerate(report["token_ids"]):
+        vals = " ".join(_fmt(report[k]["values"][i]) for k in keys)
+        lines.append(f"{t:>8} {vals} {'yes' if conv[i] else 'NO':>6}")
+    for stat in ("max", "median"):
+        lines.append(f"{stat:>8} " + " ".join(_fmt(report[k][stat]) for k in keys))
+    c = report["collapse"]
+    lines.append(
+        f"contractive (sigma_max < 1): {100 * report['contractive']:.1f}%   pair ratio < 1: "
+        f"{100 * report['pair_ratio_below_one']:.1f}%   fixed points found: {sum(conv)}/{len(conv)}"
+    )
+    lines.append(
+        f"fixed points: effective rank {c['effective_rank']:.2f}  max cosine {_fmt(c['max_cosine']).strip()}"
+        f"  rms {c['context_rms']:.4f}  collapsed {c['collapsed']}   ({report['seconds']:.1f} s)"
+    )
+    return lines
+
+
+def _fmt(v: float | None) -> str:
+    return f"{'nan':>11}" if v is None or v != v else f"{v:>11.5f}"
+
+
+__all__ = ["Estimate", "contraction_report", "estimates_table"]
