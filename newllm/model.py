@@ -90,9 +90,10 @@ class CVFPModel(nn.Module):
         for block in self.blocks:
             h = torch.cat([e, c], dim=-1)
             for layer in block.layers:
-                h = _dropout(Fn.relu(layer(h)), p, generator)
+                # in place on the Linear output (autograd keeps Linear's inputs, not its output)
+                h = _dropout(Fn.relu_(layer(h)), p, generator)
             forget, inp, delta = block.gates(h).chunk(3, dim=-1)
-            c = block.norm(torch.sigmoid(forget) * c + torch.sigmoid(inp) * torch.tanh(delta))
+            c = block.norm((torch.sigmoid(forget) * c).add_(torch.sigmoid(inp) * torch.tanh(delta)))
             if clamp is not None:
                 c = c.clamp(-clamp, clamp)
         return c

@@ -66,3 +66,24 @@ def test_residuals_are_per_token_not_batch_reduced():
     old = torch.zeros(3, 4)
     old[1] = 10.0
     assert M.converged("mse", new, old, 0.01).tolist() == [True, False, True]
+
+
+@pytest.mark.parametrize("dim", [1, 3, 8, 256])
+def test_all_residuals_equal_each_metric_bitwise(dim):
+    g = torch.Generator().manual_seed(dim)
+    new = torch.randn(7, dim, generator=g)
+    old = torch.randn(7, dim, generator=g)
+    new[0, 0], new[1, 0], old[2, 0] = math.nan, math.inf, -math.inf
+    new[3] = old[3]  # zero change
+    got = M.all_residuals(new, old)
+    assert list(got) == list(M.METRICS)
+    for name, fn in M.METRICS.items():
+        want = fn(new, old)
+        assert torch.equal(got[name].isnan(), want.isnan()), name
+        assert torch.equal(got[name].nan_to_num(0.0), want.nan_to_num(0.0)), name
+
+
+def test_all_residuals_uses_a_replaced_registry_entry(monkeypatch):
+    monkeypatch.setitem(M.METRICS, "mse", lambda new, old: (new - old).abs().amax(-1))
+    new, old = torch.tensor([[1.0, 4.0]]), torch.zeros(1, 2)
+    assert M.all_residuals(new, old)["mse"].tolist() == [4.0]

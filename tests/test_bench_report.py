@@ -1,0 +1,120 @@
+import json
+
+from newllm import benchreport
+from newllm.cli.main import main
+
+
+def entries_json(tmp_path):
+    def it(arch, state, tokens, med, rate):
+        counts = dict(
+            tokens=float(tokens),
+            median_iterations=med,
+            p90_iterations=med + 1,
+            max_iterations=med + 2,
+            mean_iterations=med,
+            mean_evaluations=med,
+            rate=rate,
+            diverged=0.0,
+        )
+        extra = dict(
+            kind="iterations",
+            arch=arch,
+            state=state,
+            tolerance="mse0.01",
+            method="picard",
+            tokens=tokens,
+            device="cpu",
+            counts=counts,
+        )
+        return {
+            "fullname": f"b::t[{arch}-{state}-{tokens}]",
+            "name": "t",
+            "extra_info": extra,
+            "stats": {"min": 0.1},
+        }
+
+    benches = [
+        it("layerwise", "untrained", 1, 5.0, 1.0),
+        it("layerwise", "untrained", 512, 6.0, 0.5),
+        it("sequential", "trained", 512, 3.0, 1.0),
+    ]
+    benches.append(
+        {
+            "fullname": "b::thr",
+            "extra_info": dict(
+                kind="throughput",
+                arch="layerwise",
+                device="cpu",
+                dtype="float32",
+                tokens=512,
+                token_iterations_per_s=3e4,
+                solve_gflops=39.0,
+                roofline_gflops=70.0,
+                roofline_fraction=39 / 70,
+            ),
+        }
+    )
+    benches.append(
+        {
+            "fullname": "b::loop",
+            "extra_info": dict(
+                kind="loop_speedup", arch="mixed", device="cpu", tokens=512, iterations=20, speedup=15.8
+            ),
+        }
+    )
+    benches.append(
+        {
+            "fullname": "b::p1",
+            "extra_info": dict(
+                kind="phase1_time_to_95",
+                arch="layerwise",
+                device="cpu",
+                tokens=512,
+                vocab_size=2048,
+                speedup=37.3,
+                counts={
+                    "spec_epochs_to_95": 1.0,
+                    "batched_epochs_to_95": 1.0,
+                    "spec_optimizer_steps": 1058.0,
+                    "batched_optimizer_steps": 6.0,
+                },
+            ),
+        }
+    )
+    benches.append({"fullname": "b::other", "extra_info": {"kind": "something-else"}})
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps({"benchmarks": benches}))
+    return path
+
+
+def test_markdown_tables(tmp_path):
+    entries = benchreport.load_entries([entries_json(tmp_path)])
+    assert len(entries) == 6  # the unknown kind is left out
+    md = benchreport.markdown(entries, "T")
+    assert md.startswith("# T\n")
+    assert "| cpu | layerwise | untrained | mse0.01 | picard | 5 / 6 / 7 · 100% | 6 / 7 / 8 · 50% |" in md
+    assert "| cpu | sequential | trained | mse0.01 | picard | – | 3 / 4 / 5 · 100% |" in md
+    assert "| cpu | float32 | layerwise | 512 | 3e+04 | 39 | 70 | 0.56 |" in md
+    assert "| batched solve vs per-token loop | cpu | mixed | 512 tokens × 20 iterations | 15.8x |" in md
+    assert "optimizer steps 1058/6 | 37.3x |" in md
+    # sequential sorts before layerwise, untrained before trained
+    assert md.index("| cpu | sequential |") < md.index("| cpu | layerwise |")
+
+
+def test_cli_writes_markdown_and_png(tmp_path, capsys):
+    src = entries_json(tmp_path)
+    md, png = tmp_path / "r.md", tmp_path / "out" / "r.png"
+    assert main(["bench-report", str(src), "--markdown", str(md), "--plot", str(png)]) == 0
+    assert md.read_text() in capsys.readouterr().out
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_rejects_bad_input(tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    assert main(["bench-report", str(bad)]) == 2
+    assert "is not a pytest-benchmark JSON file" in capsys.readouterr().err
+    empty = tmp_path / "empty.json"
+    empty.write_text(json.dumps({"benchmarks": [{"fullname": "x", "extra_info": {}}]}))
+    assert main(["bench-report", str(empty)]) == 2
+    assert "no benchmark entries of a known kind" in capsys.readouterr().err
