@@ -6,10 +6,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import data_cmd, solve_cmd, train_cmd
+from . import data_cmd, generate_cmd, phase2_cmd, solve_cmd, train_cmd
 
 #: Subcommand modules; each has ``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``.
-COMMANDS = [solve_cmd, train_cmd, data_cmd]
+COMMANDS = [solve_cmd, train_cmd, data_cmd, phase2_cmd, generate_cmd]
 
 
 class UsageError(Exception):
