@@ -168,15 +168,34 @@ def test_evaluate_matches_cross_entropy(phase1):
 def test_tied_head_uses_the_frozen_phase1_embedding(phase1):
     model, cache = phase1
     head = build_head(model, tie=True, seed=0)
-    assert set(head.state_dict()) == {"proj.weight", "bias"}
+    assert set(head.state_dict()) == {"proj.weight", "bias", "mean", "scale"}
     assert sorted(tuple(p.shape) for p in head.parameters()) == [(8, 8), (V,)]
     c = cache.contexts[:5]
     with torch.no_grad():
         head.bias.normal_()
-        want = head.proj(c) @ model.token_embedding.weight.T + head.bias
+        head.set_standardization(cache.contexts)
+        x = (c - cache.contexts.mean(0)) / cache.contexts.std(0)
+        want = head.proj(x) @ model.token_embedding.weight.T + head.bias
     torch.testing.assert_close(head(c), want)
     untied = build_head(model, tie=False)
-    assert untied(c).shape == (5, V) and set(untied.state_dict()) == {"proj.weight", "proj.bias"}
+    assert untied(c).shape == (5, V) and set(untied.state_dict()) == {
+        "proj.weight",
+        "proj.bias",
+        "mean",
+        "scale",
+    }
+    torch.testing.assert_close(untied(c), untied.proj(c))  # no standardization set: identity
+
+
+def test_standardization_comes_from_the_training_contexts_only(phase1):
+    model, cache = phase1
+    r = train_phase2(model, cache, Phase2Config(epochs=1, val_fraction=0.4), progress=False)
+    x = cache.contexts[r.train_pairs.rows].double()
+    torch.testing.assert_close(r.head.mean, x.mean(0).float())
+    torch.testing.assert_close(r.head.scale, x.std(0).float())
+    assert not torch.allclose(r.head.mean, cache.contexts[r.val_pairs.rows].mean(0))
+    raw = train_phase2(model, cache, Phase2Config(epochs=1, standardize=False), progress=False)
+    assert torch.equal(raw.head.mean, torch.zeros(8)) and torch.equal(raw.head.scale, torch.ones(8))
 
 
 @pytest.mark.parametrize("tie", [False, True])

@@ -1,6 +1,7 @@
 """``newllm phase2`` on tiny Phase 1 runs made with ``newllm train --samples-json``."""
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -103,6 +104,16 @@ def test_phase2_carry_rebuilds_the_cache(run_dir, tmp_path, capsys):
         torch.testing.assert_close(ctx, newllm.solve(model, ids, solver).context)
     state = json.loads((out / "checkpoint.json").read_text())["state"]
     assert state["context_mode"] == "carry" and state["phase1_tag"] == reset.checkpoint
+    # a carry cache already in --out, from the same weights and solver, is reused instead of rebuilt
+    again = tmp_path / "again"
+    again.mkdir()
+    shutil.copy(out / "cache.safetensors", again / "cache.safetensors")
+    argv = ["phase2", "--checkpoint", run_dir, "--cache-mode", "carry", "--epochs", "1", "--quiet", "--json"]
+    code, stdout, _ = run_cli(capsys, *argv, "--out", again)
+    done = json.loads(stdout.splitlines()[-1])
+    assert code == 0 and done["cache_seconds"] is None and done["cache_mode"] == "carry"
+    code, stdout, _ = run_cli(capsys, *argv, "--out", tmp_path / "fresh")
+    assert code == 0 and json.loads(stdout.splitlines()[-1])["cache_seconds"] > 0
 
 
 @pytest.mark.parametrize(

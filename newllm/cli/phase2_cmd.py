@@ -58,6 +58,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="train and score only targets in the assistant-only loss mask (needs data.json); default: all targets",
     )
+    p.add_argument(
+        "--no-standardize",
+        action="store_true",
+        help="feed raw contexts to the head (default: standardised with the training contexts' mean/std)",
+    )
     p.add_argument("--out", help="Phase 2 run directory (default CHECKPOINT/phase2-MODE[-tied][-assistant])")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -74,6 +79,7 @@ def phase2_config(args: argparse.Namespace) -> Phase2Config:
         seed=args.seed,
         tie=args.tie,
         assistant_only=args.assistant_only,
+        standardize=not args.no_standardize,
     )
 
 
@@ -99,19 +105,18 @@ def read_data_json(run_dir: Path) -> dict[str, Any] | None:
     return meta
 
 
-def contexts(
-    model, cache: Phase1Cache, mode: str, out: Path, resume: bool
-) -> tuple[Phase1Cache, float | None]:
-    """The run's cache when its mode is ``mode``; else one rebuilt with ``build_cache`` (saved in ``out``,
-    reused on resume). Returns the cache and the seconds spent building it (None when none was built)."""
+def contexts(model, cache: Phase1Cache, mode: str, out: Path) -> tuple[Phase1Cache, float | None]:
+    """The run's cache when its mode is ``mode``; else the one in ``out`` when it was built from the same
+    weights and solver settings; else one rebuilt with ``build_cache`` (saved in ``out``).
+    Returns the cache and the seconds spent building it (None when none was built)."""
     if cache.context_mode == mode:
         return cache, None
     path = out / CACHE_FILE
-    if resume and path.is_file():
-        mine = load_cache(path, expect_checkpoint=cache.checkpoint)
-        if mine.context_mode == mode:
-            return mine, None
     solver = SolverConfig.from_dict({**cache.solver, "context_mode": mode})
+    if path.is_file():
+        mine = load_cache(path)
+        if mine.checkpoint == cache.checkpoint and mine.solver == solver.to_dict():
+            return mine, None
     samples = [cache.sample(s)[0].tolist() for s in range(cache.num_samples)]
     t0 = time.perf_counter()
     built = build_cache(model, samples, solver, checkpoint=cache.checkpoint)
@@ -149,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
     meta = read_data_json(run_dir)
     masks = loss_masks(meta, cache) if cfg.assistant_only else None
     out.mkdir(parents=True, exist_ok=True)
-    cache, cache_seconds = contexts(ck.model, cache, args.cache_mode, out, args.resume)
+    cache, cache_seconds = contexts(ck.model, cache, args.cache_mode, out)
 
     def on_epoch(e) -> None:
         if args.json:
@@ -184,6 +189,7 @@ def run(args: argparse.Namespace) -> int:
         "cache_converged": float(cache.converged.float().mean()),
         "cache_seconds": cache_seconds,
         "tie": cfg.tie,
+        "standardize": cfg.standardize,
         "assistant_only": cfg.assistant_only,
         "epochs": len(r.epochs),
         **{k: v for k, v in r.split.items() if k != "val_keys"},

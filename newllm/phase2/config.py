@@ -30,6 +30,10 @@ class Phase2Config:
     tie: bool = False
     #: Count only targets whose assistant-only loss mask is 1 (needs the run's data.json); default all.
     assistant_only: bool = False
+    #: Standardise contexts per dimension with the training contexts' mean and std (frozen, part of the head).
+    #: Fixed-point contexts share a large common component (mean pairwise cosine ~0.99 after Phase 1), which
+    #: leaves a linear head on raw contexts near the unigram for many epochs.
+    standardize: bool = True
     #: Std of the normal initialisation of the head's weight matrix (biases start at 0).
     init_std: float = 0.02
     #: Max gradient norm (``clip_grad_norm_``); None disables clipping.
@@ -44,6 +48,7 @@ class Phase2Config:
         F.check_int("seed", self.seed, 0, 2**63 - 1)
         F.check_bool("tie", self.tie)
         F.check_bool("assistant_only", self.assistant_only)
+        F.check_bool("standardize", self.standardize)
         F.check_float("init_std", self.init_std, 0.0, 10.0, lo_open=True)
         if self.grad_clip is not None:
             F.check_float("grad_clip", self.grad_clip, 0.0, None, lo_open=True)

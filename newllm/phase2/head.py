@@ -1,8 +1,10 @@
 """The token-prediction head: a fixed-point context ``[..., C]`` -> next-token logits ``[..., V]``.
 
-Untied: ``logits = W c + b`` (``W [V, C]``, ``b [V]``). Tied (``tie=True``)::
+The context is first standardised with frozen per-dimension statistics, ``x = (c - mean) / scale``
+(identity by default; Phase 2 sets them from the training contexts, see ``Phase2Config.standardize``).
+Untied: ``logits = W x + b`` (``W [V, C]``, ``b [V]``). Tied (``tie=True``)::
 
-    logits = (P c) @ E^T + b        P [E_dim, C] trained, b [V] trained, E [V, E_dim] frozen
+    logits = (P x) @ E^T + b        P [E_dim, C] trained, b [V] trained, E [V, E_dim] frozen
 
 where ``E`` is the Phase 1 model's token embedding matrix (raw ``token_embedding.weight``, before its
 LayerNorm): the head scores each vocabulary entry by its embedding and does not change Phase 1's
@@ -21,6 +23,8 @@ class PredictionHead(nn.Module):
     def __init__(self, context_dim: int, vocab_size: int, embedding: torch.Tensor | None = None):
         super().__init__()
         self.tied = embedding is not None
+        self.register_buffer("mean", torch.zeros(context_dim))
+        self.register_buffer("scale", torch.ones(context_dim))
         if embedding is None:
             self.proj = nn.Linear(context_dim, vocab_size)
         else:
@@ -41,10 +45,21 @@ class PredictionHead(nn.Module):
             else:
                 self.proj.bias.zero_()
 
+    def set_standardization(self, contexts: torch.Tensor) -> None:
+        """``mean``/``scale`` := per-dimension mean and std of ``contexts [N, C]`` (std floored at 1e-6)."""
+        if contexts.dim() != 2 or contexts.shape[0] < 2 or contexts.shape[1] != self.mean.numel():
+            raise ValueError(
+                f"standardization needs contexts [N>=2, {self.mean.numel()}], got {tuple(contexts.shape)}"
+            )
+        x = contexts.double()
+        self.mean.copy_(x.mean(0).to(self.mean.dtype))
+        self.scale.copy_(x.std(0).clamp_min(1e-6).to(self.scale.dtype))
+
     def forward(self, context: torch.Tensor) -> torch.Tensor:
+        x = (context - self.mean) / self.scale
         if self.tied:
-            return self.proj(context) @ self.embedding.T + self.bias
-        return self.proj(context)
+            return self.proj(x) @ self.embedding.T + self.bias
+        return self.proj(x)
 
 
 def build_head(model: CVFPModel, *, tie: bool, seed: int = 0, std: float = 0.02) -> PredictionHead:

@@ -123,8 +123,11 @@ def train_phase2(
         "val_positions": len(val),
         "val_keys": [keys[s] for s in val_s],
     }
+    head = build_head(model, tie=config.tie, seed=config.seed, std=config.init_std)
+    if config.standardize:
+        head.set_standardization(cache.contexts[train.rows])
     run = Phase2Run(
-        head=build_head(model, tie=config.tie, seed=config.seed, std=config.init_std),
+        head=head,
         config=config,
         baselines=baseline_scores(train, val, v),
         split=split,
