@@ -31,6 +31,7 @@ def add_model_arguments(p: argparse.ArgumentParser, *, required: bool = False) -
     g.add_argument("--layers", type=int, help="number of layers (default 2)")
     g.add_argument("--dim", type=int, help="embed/context/hidden dim (default 256)")
     g.add_argument("--vocab-size", type=int, help="vocabulary size (default 50259)")
+    g.add_argument("--dropout-p", type=float, help="dropout probability of the model (default 0.1)")
     g.add_argument("--model-seed", type=int, default=None, help="weight-init seed (default: --seed)")
 
 
@@ -57,7 +58,31 @@ def model_config(args: argparse.Namespace) -> ModelConfig:
         kw.update(embed_dim=args.dim, context_dim=args.dim, hidden_dim=args.dim)
     if args.vocab_size is not None:
         kw["vocab_size"] = args.vocab_size
+    if args.dropout_p is not None:
+        kw["dropout"] = args.dropout_p
     return ModelConfig(**kw)
+
+
+def read_samples_json(path: str) -> list[list[int]]:
+    """A JSON file holding a non-empty list of non-empty lists of integer token ids."""
+    import json
+    from pathlib import Path
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise ValueError(f"cannot read samples file {path!r}: {exc.strerror or exc}") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"samples file {path!r} is not valid JSON: {exc}") from None
+    if not isinstance(data, list) or not data or not all(isinstance(s, list) and s for s in data):
+        raise ValueError(f"samples file {path!r} must hold a non-empty list of non-empty lists of token ids")
+    for i, s in enumerate(data):
+        for j, t in enumerate(s):
+            if isinstance(t, bool) or not isinstance(t, int):
+                raise ValueError(
+                    f"samples file {path!r}: sample {i} position {j} holds {t!r}, not an integer id"
+                )
+    return data
 
 
 def token_ids(args: argparse.Namespace, vocab_size: int) -> list[int]:
@@ -71,7 +96,7 @@ def print_json(obj: Any) -> None:
     print(dumps(obj), flush=True)
 
 
-MODEL_FLAGS = ("arch", "structure", "layers", "dim", "vocab_size", "model_seed")
+MODEL_FLAGS = ("arch", "structure", "layers", "dim", "vocab_size", "dropout_p", "model_seed")
 
 
 def model_from_checkpoint(args: argparse.Namespace):

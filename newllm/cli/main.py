@@ -6,10 +6,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import solve_cmd, train_cmd
+from . import data_cmd, solve_cmd, train_cmd
 
 #: Subcommand modules; each has ``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``.
-COMMANDS = [solve_cmd, train_cmd]
+COMMANDS = [solve_cmd, train_cmd, data_cmd]
 
 
 class UsageError(Exception):

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import time
 from dataclasses import asdict
+from pathlib import Path
 
+from ..distributed import Dist
+from ..jsonio import atomic_write_json
 from ..model import build_model
 from ..phase1 import Phase1Config, train_phase1
 from . import common
@@ -16,7 +19,21 @@ HELP = "Phase 1: train the weights so that iterating the update reaches fixed po
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     common.add_model_arguments(p)
-    common.add_token_arguments(p)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--tokens", type=int, help="one sample of N tokens spread over the vocabulary")
+    src.add_argument(
+        "--token-ids", type=common.int_list, help="one sample: explicit comma-separated token ids"
+    )
+    src.add_argument("--samples-json", help="JSON file: a list of samples, each a list of token ids")
+    src.add_argument(
+        "--data",
+        help="dialogue source: 'ultrachat' (offline: the local chitchat corpus in "
+        "UltraChat's schema), a hub name, or a local .jsonl/.txt path",
+    )
+    d_ = p.add_argument_group("data (with --data)")
+    d_.add_argument("--samples", type=int, default=10, help="conversations to train on (default 10)")
+    d_.add_argument("--split", default="train_sft", help="split (default train_sft)")
+    d_.add_argument("--max-length", type=int, default=512, help="truncate conversations to this many tokens")
     g = p.add_argument_group("phase 1")
     d = Phase1Config()
     g.add_argument(
@@ -44,6 +61,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print one JSON object per epoch and a final one")
+    p.add_argument(
+        "--distributed",
+        action="store_true",
+        help="data-parallel over the processes of `torchrun --nproc-per-node N -m newllm train ...` "
+        "(gloo on CPU, nccl on CUDA; batched loop)",
+    )
 
 
 def phase1_config(args: argparse.Namespace) -> Phase1Config:
@@ -62,6 +85,24 @@ def phase1_config(args: argparse.Namespace) -> Phase1Config:
 
 
 def samples_from_args(args: argparse.Namespace, vocab_size: int) -> list[list[int]]:
+    if args.data is not None:
+        from ..data import VOCAB_SIZE, load_samples
+
+        if vocab_size < VOCAB_SIZE:
+            raise ValueError(
+                f"--data needs vocab_size >= {VOCAB_SIZE} (GPT-2 + 2 chat markers), got {vocab_size}"
+            )
+        loaded = load_samples(args.data, args.split, args.samples, args.max_length)
+        args._data_meta = {
+            "source": args.data,
+            "split": args.split,
+            "samples": args.samples,
+            "max_length": args.max_length,
+            "conversation_ids": loaded.ids,
+        }
+        return loaded.input_ids
+    if args.samples_json is not None:
+        return common.read_samples_json(args.samples_json)
     return [common.token_ids(args, vocab_size)]
 
 
@@ -70,7 +111,14 @@ def run(args: argparse.Namespace) -> int:
     pcfg = phase1_config(args)
     samples = samples_from_args(args, mcfg.vocab_size)
     seed = args.seed if args.model_seed is None else args.model_seed
-    model = build_model(mcfg, seed=seed)
+    dist = Dist.from_env() if args.distributed else Dist.single()
+    try:
+        return _run(args, mcfg, pcfg, samples, build_model(mcfg, seed=seed).to(dist.device), dist)
+    finally:
+        dist.shutdown()
+
+
+def _run(args, mcfg, pcfg, samples, model, dist: Dist) -> int:
     t0 = time.perf_counter()
 
     def on_epoch(s) -> None:
@@ -85,8 +133,20 @@ def run(args: argparse.Namespace) -> int:
             )
 
     run_ = train_phase1(
-        model, samples, pcfg, out_dir=args.out, resume=args.resume, progress=not args.quiet, on_epoch=on_epoch
+        model,
+        samples,
+        pcfg,
+        out_dir=args.out,
+        resume=args.resume,
+        progress=not args.quiet,
+        on_epoch=on_epoch,
+        dist=dist,
     )
+    if not dist.is_main:
+        return 0
+    meta = getattr(args, "_data_meta", None)
+    if meta is not None:  # which conversations the samples are, in cache order (Phase 2 splits by them)
+        atomic_write_json(Path(args.out) / "data.json", meta)
     final = {
         "event": "done",
         "arch": mcfg.arch_name,
@@ -97,6 +157,7 @@ def run(args: argparse.Namespace) -> int:
         "success": run_.final.success,
         "success_rate": pcfg.success_rate,
         "checkpoint": str(args.out),
+        "world_size": dist.world_size,
         "checkpoint_tag": run_.checkpoint_tag,
         "cache": str(run_.cache) if run_.cache else None,
         "seconds": time.perf_counter() - t0,

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from .. import metrics
+from ..distributed import Dist
 from ..model import CVFPModel
 from .config import Phase1Config
 
@@ -35,6 +36,22 @@ class GroupOutcome:
     optimizer_steps: int
 
 
+class StepModule(torch.nn.Module):
+    """``(ids [n], c [n, C]) -> model.step(model.embed(ids), c)``: a ``forward`` for DistributedDataParallel.
+
+    It only calls the model's own ``embed`` and ``step``: the update arithmetic stays in one place.
+    """
+
+    def __init__(self, model: CVFPModel):
+        super().__init__()
+        self.model = model
+
+    def forward(
+        self, ids: torch.Tensor, c: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        return self.model.step(self.model.embed(ids), c, generator=generator)
+
+
 def train_group(
     model: CVFPModel,
     optimizer: torch.optim.Optimizer,
@@ -43,11 +60,17 @@ def train_group(
     generator: torch.Generator,
     *,
     where: Callable[[int, int], str] | None = None,
+    dist: Dist | None = None,
+    stepper: torch.nn.Module | None = None,
 ) -> GroupOutcome:
     """Train on ``token_ids [n]`` (all from zero contexts) until each converges or ``max_iterations``.
 
-    ``where(row, k)`` describes a token for the non-finite error message.
+    ``where(row, k)`` describes a token for the non-finite error message. Distributed: every rank
+    passes its shard and a DDP-wrapped :class:`StepModule` as ``stepper``; the loss is scaled so
+    that the all-reduced gradient equals the gradient of the mean over all ranks' active tokens,
+    and ranks keep stepping together until no rank has an active token.
     """
+    dist = dist or Dist.single()
     n = token_ids.numel()
     dev = model.token_embedding.weight.device
     ids = token_ids.to(dev)
@@ -59,14 +82,25 @@ def train_group(
     steps = 0
     params = [p for p in model.parameters() if p.requires_grad]
     for k in range(1, config.max_iterations + 1):
+        n_global = dist.sum_int(active.numel())
+        if n_global == 0:
+            break
+        idle = active.numel() == 0  # this rank waits for the others: a zero-weight pass keeps DDP in step
         rows = active.to(dev)
         optimizer.zero_grad(set_to_none=True)
-        c_in = c[rows].detach()
+        c_in = model.initial_context((1,)) if idle else c[rows].detach()
+        tok = torch.zeros(1, dtype=torch.long, device=dev) if idle else ids[rows]
         if config.jacobian_weight > 0:
             c_in.requires_grad_(True)
-        new = model.step(model.embed(ids[rows]), c_in, generator=generator)
+        if stepper is None:
+            new = model.step(model.embed(tok), c_in, generator=generator)
+        else:
+            new = stepper(tok, c_in, generator)
         tok_loss = metrics.mse(new, c_in.detach())  # [m]: THE fixed-point loss, from the registry
-        loss = tok_loss.mean()
+        if dist.enabled:
+            loss = tok_loss.sum() * (0.0 if idle else dist.world_size / n_global)
+        else:
+            loss = tok_loss.mean()
         if config.jacobian_weight > 0:
             loss = loss + config.jacobian_weight * hutchinson_jacobian(new, c_in, generator).mean()
         detached = tok_loss.detach().to("cpu", torch.float64)
@@ -76,13 +110,15 @@ def train_group(
                 if not bool(torch.isfinite(detached).all())
                 else 0
             )
-            desc = where(int(active[bad]), k) if where else f"row {int(active[bad])}, iteration {k}"
+            desc = where(int(active[bad]), k) if where and not idle else f"row {bad}, iteration {k}"
             raise Phase1Divergence(f"non-finite Phase 1 loss at {desc}")
         loss.backward()
         if config.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
         optimizer.step()
         steps += 1
+        if idle:
+            continue
         with torch.no_grad():
             c[rows] = new.detach()
         final[active] = detached
@@ -94,8 +130,6 @@ def train_group(
             conv[fin] = True
             iters[fin] = k
             active = active[~done]
-        if active.numel() == 0:
-            break
     return GroupOutcome(iterations=iters, converged=conv, final_loss=final, optimizer_steps=steps)
 
 

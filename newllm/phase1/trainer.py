@@ -17,11 +17,13 @@ from tqdm.auto import tqdm
 from .. import checkpoint as ckpt
 from ..cache import CACHE_FILE, build_cache, save_cache
 from ..config import SolverConfig
+from ..distributed import Dist
 from ..jsonio import dumps
 from ..model import CVFPModel
+from ..runlock import RunLock, RunLocked
 from ..tokens import as_token_tensor
 from .config import Phase1Config
-from .loops import train_group
+from .loops import StepModule, train_group
 
 LOG_FILE = "log.jsonl"
 
@@ -90,29 +92,61 @@ def train_phase1(
     progress: bool = True,
     cache_solver: SolverConfig | None = None,
     on_epoch: Callable[[EpochStats], None] | None = None,
+    dist: Dist | None = None,
 ) -> Phase1Run:
     """Train ``model`` in place for ``config.epochs`` epochs on ``samples`` (lists of token ids).
 
     With ``out_dir``: a checkpoint after every epoch, a JSON-lines log, and at the end the Phase 1
     cache (eval-mode fixed points via :func:`newllm.solve`, ``cache_solver`` or mse < tolerance).
-    ``resume`` continues from the checkpoint in ``out_dir``; on CPU the result is bit-identical to an
-    uninterrupted run.
+    ``resume`` continues from the checkpoint in ``out_dir`` (from the start when the run was killed
+    before its first checkpoint); on CPU the result is bit-identical to an uninterrupted run. ``out_dir`` is locked (:class:`~newllm.runlock.RunLock`) while training.
+    With ``dist`` (batched loop only) the samples of each batch are sharded over the ranks, gradients
+    are all-reduced through DistributedDataParallel, and rank 0 writes checkpoints, log and cache.
     """
+    dist = dist or Dist.single()
+    lock, err = None, None
+    if out_dir is not None and dist.is_main:
+        try:
+            lock = RunLock(out_dir).acquire()
+        except RunLocked as exc:
+            err = str(exc)
+    first_err = dist.gather(err)[0]
+    if first_err:
+        raise RunLocked(first_err)
+    try:
+        return _train(model, samples, config, out_dir, resume, progress, cache_solver, on_epoch, dist)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train(
+    model, samples, config, out_dir, resume, progress, cache_solver, on_epoch, dist: Dist
+) -> Phase1Run:
+    if dist.enabled and config.loop != "batched":
+        raise ValueError("distributed Phase 1 needs loop='batched' (the spec loop is one token at a time)")
+    if dist.enabled and config.jacobian_weight > 0:
+        raise ValueError("jacobian_weight > 0 is not supported with --distributed (DDP and double backward)")
     tensors = [as_token_tensor(list(s), model.config.vocab_size) for s in samples]
     if not tensors:
         raise ValueError("Phase 1 needs at least one sample")
     digest = samples_digest(samples)
     dev = model.token_embedding.weight.device
-    gen = torch.Generator(device=dev).manual_seed(config.seed)
+    gen = torch.Generator(device=dev).manual_seed(config.seed + dist.rank)
     opt = make_optimizer(model, config)
+    stepper = None
+    if dist.enabled:
+        from torch.nn.parallel import DistributedDataParallel
+
+        stepper = DistributedDataParallel(StepModule(model), device_ids=None if dev.type == "cpu" else [dev])
     run = Phase1Run(model=model, config=config)
     start = 0
     history: list[dict[str, Any]] = []
     out = Path(out_dir) if out_dir is not None else None
-    if resume:
-        if out is None:
-            raise ValueError("resume needs out_dir")
-        start, history = _restore(out, model, opt, gen, config, digest)
+    if resume and out is None:
+        raise ValueError("resume needs out_dir")
+    if resume and (out / ckpt.MANIFEST).exists():  # type: ignore[operator]
+        start, history = _restore(out, model, opt, gen, config, digest, dist)
         run.epochs = [EpochStats(**h) for h in history]
     elif out is not None and (out / ckpt.MANIFEST).exists():
         raise ValueError(
@@ -123,7 +157,13 @@ def train_phase1(
     for epoch in range(start + 1, config.epochs + 1):
         model.train()
         t0 = time.perf_counter()
-        records, steps = _run_epoch(model, opt, tensors, config, gen, epoch, total_tokens, progress)
+        records, steps = _run_epoch(
+            model, opt, tensors, config, gen, epoch, total_tokens, progress and dist.is_main, dist, stepper
+        )
+        if dist.enabled:
+            records = sorted(
+                (r for part in dist.gather(records) for r in part), key=lambda r: (r.sample, r.position)
+            )
         stats = _epoch_stats(epoch, records, steps, time.perf_counter() - t0, config)
         run.epochs.append(stats)
         run.records.extend(records)
@@ -143,11 +183,12 @@ def train_phase1(
             )
             with open(out / LOG_FILE, "a") as fh:
                 fh.write(dumps({"event": "epoch", **asdict(stats)}) + "\n")
-        if on_epoch is not None:
+        dist.barrier()
+        if on_epoch is not None and dist.is_main:
             on_epoch(stats)
 
     model.eval()
-    if out is not None:
+    if out is not None and dist.is_main:
         loaded = ckpt.load_checkpoint(out)
         run.checkpoint = out / ckpt.MANIFEST
         run.checkpoint_tag = loaded.tag
@@ -170,7 +211,7 @@ def train_phase1(
     return run
 
 
-def _run_epoch(model, opt, tensors, config, gen, epoch, total_tokens, progress):
+def _run_epoch(model, opt, tensors, config, gen, epoch, total_tokens, progress, dist: Dist, stepper):
     records: list[TokenRecord] = []
     steps = 0
     conv_count = 0
@@ -189,8 +230,11 @@ def _run_epoch(model, opt, tensors, config, gen, epoch, total_tokens, progress):
         else:
             groups = []
             for b in range(0, len(tensors), config.batch_samples):
-                chunk = list(range(b, min(b + config.batch_samples, len(tensors))))
-                groups.append((chunk, None, torch.cat([tensors[s] for s in chunk])))
+                chunk = list(range(b, min(b + config.batch_samples, len(tensors))))[
+                    dist.rank :: dist.world_size
+                ]
+                ids = torch.cat([tensors[s] for s in chunk]) if chunk else torch.zeros(0, dtype=torch.long)
+                groups.append((chunk, None, ids))
         for s, p, ids in groups:
             if p is None:
                 where_rows = [(si, pi) for si in s for pi in range(tensors[si].numel())]
@@ -201,7 +245,7 @@ def _run_epoch(model, opt, tensors, config, gen, epoch, total_tokens, progress):
                 si, pi = _w[row]
                 return f"epoch {epoch}, sample {si}, position {pi}, token {int(_ids[row])}, iteration {k}"
 
-            o = train_group(model, opt, ids, config, gen, where=where)
+            o = train_group(model, opt, ids, config, gen, where=where, dist=dist, stepper=stepper)
             steps += o.optimizer_steps
             for row, (si, pi) in enumerate(where_rows):
                 rec = TokenRecord(
@@ -216,8 +260,11 @@ def _run_epoch(model, opt, tensors, config, gen, epoch, total_tokens, progress):
                 records.append(rec)
                 conv_count += rec.converged
                 loss_sum += rec.final_loss
-            bar.update(len(where_rows))
-            bar.set_postfix(rate=f"{conv_count / len(records):.3f}", loss=f"{loss_sum / len(records):.4g}")
+            bar.update(len(where_rows) * dist.world_size)
+            if records:
+                bar.set_postfix(
+                    rate=f"{conv_count / len(records):.3f}", loss=f"{loss_sum / len(records):.4g}"
+                )
     finally:
         bar.close()
     return records, steps
@@ -240,7 +287,7 @@ def _epoch_stats(epoch: int, records: list[TokenRecord], steps: int, seconds: fl
     )
 
 
-def _restore(out: Path, model, opt, gen, config: Phase1Config, digest: str):
+def _restore(out: Path, model, opt, gen, config: Phase1Config, digest: str, dist: Dist):
     c = ckpt.load_checkpoint(out, with_optimizer=True, expect_config=model.config)
     state = c.manifest.get("state", {})
     saved = state.get("phase1_config", {})
@@ -250,6 +297,12 @@ def _restore(out: Path, model, opt, gen, config: Phase1Config, digest: str):
         raise ValueError(f"cannot resume {str(out)!r}: Phase 1 settings differ (saved, given): {differ}")
     if state.get("samples_sha256") != digest:
         raise ValueError(f"cannot resume {str(out)!r}: the training samples differ from the checkpoint's")
+    saved_world = int(state.get("world_size", 1))
+    if saved_world != dist.world_size:
+        raise ValueError(
+            f"cannot resume {str(out)!r}: it ran with {saved_world} process(es), this run has "
+            f"{dist.world_size}; resume with the same world size"
+        )
     if c.epoch > config.epochs:
         raise ValueError(
             f"cannot resume {str(out)!r}: it already ran {c.epoch} epochs, more than epochs={config.epochs}"
@@ -259,5 +312,5 @@ def _restore(out: Path, model, opt, gen, config: Phase1Config, digest: str):
     if "rng.generator" not in tensors:
         raise ckpt.CheckpointError(f"checkpoint {str(out)!r} has no optimizer/RNG state to resume from")
     ckpt.optimizer_from_tensors(opt, tensors, state.get("optimizer_groups", []))
-    gen.set_state(tensors["rng.generator"])
+    gen.set_state(tensors["rng.generator" if dist.rank == 0 else f"rng.generator.{dist.rank}"])
     return c.epoch, list(state.get("history", []))

@@ -1,0 +1,1 @@
+"""Fault injection: kill a training process at random points and check that resume is bit-exact."""

@@ -1,0 +1,78 @@
+"""Faults: SIGKILL at random points then --resume is bit-exact; a live run's directory is locked."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from newllm.faults.kill_resume import campaign
+from newllm.runlock import RunLock, RunLocked
+
+
+@pytest.mark.slow
+def test_killed_runs_resume_bit_exact(tmp_path):
+    rows = campaign(tmp_path, kills=2, seed=1)
+    assert all(r["bit_exact"] for r in rows), rows
+
+
+def test_a_locked_run_directory_is_not_written_by_a_second_run(tmp_path):
+    out = tmp_path / "run"
+    with RunLock(out):
+        with pytest.raises(RunLocked, match="locked by a live run"):
+            RunLock(out).acquire()
+        p = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "newllm",
+                "train",
+                "--tokens",
+                "2",
+                "--dim",
+                "8",
+                "--vocab-size",
+                "300",
+                "--out",
+                str(out),
+                "--quiet",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert p.returncode == 2 and "locked by a live run" in p.stderr and "Traceback" not in p.stderr
+        assert not (out / "checkpoint.json").exists()
+    RunLock(out).acquire().release()  # free again once the holder let go
+
+
+def test_the_lock_dies_with_its_holder(tmp_path):
+    out = tmp_path / "run"
+    code = (
+        f"from newllm.runlock import RunLock; import os, signal; RunLock({str(out)!r}).acquire(); "
+        "os.kill(os.getpid(), signal.SIGKILL)"
+    )
+    subprocess.run([sys.executable, "-c", code], timeout=60)
+    RunLock(out).acquire().release()
+
+
+def test_resume_without_a_checkpoint_starts_from_scratch(tmp_path, capsys):
+    from newllm.cli.main import main
+
+    args = [
+        "train",
+        "--tokens",
+        "2",
+        "--dim",
+        "8",
+        "--vocab-size",
+        "300",
+        "--epochs",
+        "1",
+        "--quiet",
+        "--json",
+    ]
+    assert main([*args, "--out", str(tmp_path / "a"), "--resume"]) == 0
+    assert main([*args, "--out", str(tmp_path / "b")]) == 0
+    outs = [json.loads(x) for x in capsys.readouterr().out.splitlines() if '"epoch"' in x]
+    assert outs[0]["mean_loss"] == outs[1]["mean_loss"]

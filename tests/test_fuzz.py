@@ -1,0 +1,204 @@
+"""Fuzz the CLI argument parsing and the config loaders: no input may cause a traceback or a hang.
+
+Each drawn command line runs through ``newllm.cli.main.main`` up to the point where a model would
+be built (a sentinel stops it there), so everything before -- parsing and config validation -- is fuzzed.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from contextlib import redirect_stderr, redirect_stdout
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from newllm import ModelConfig, SolverConfig
+from newllm.cli import solve_cmd, train_cmd
+from newllm.cli.main import main
+from newllm.phase1 import Phase1Config
+
+
+class Reached(Exception):
+    """Valid input got as far as building the model."""
+
+
+FLAGS = [
+    "--arch",
+    "--structure",
+    "--layers",
+    "--dim",
+    "--vocab-size",
+    "--dropout-p",
+    "--model-seed",
+    "--tokens",
+    "--token-ids",
+    "--metric",
+    "--threshold",
+    "--max-iterations",
+    "--warmup",
+    "--context-mode",
+    "--method",
+    "--damping",
+    "--dropout",
+    "--seed",
+    "--json",
+    "--checkpoint",
+    "--loop",
+    "--epochs",
+    "--lr",
+    "--tolerance",
+    "--grad-clip",
+    "--batch-samples",
+    "--jacobian-weight",
+    "--out",
+    "--resume",
+    "--quiet",
+    "--samples-json",
+    "-h",
+    "--",
+    "-",
+    "--tok",
+]
+VALUES = st.one_of(
+    st.sampled_from(
+        [
+            "sequential",
+            "layerwise",
+            "mse",
+            "l2",
+            "rel",
+            "carry",
+            "anderson",
+            "spec",
+            "batched",
+            "2,2",
+            "1,x",
+            ",",
+            "",
+            "nan",
+            "inf",
+            "-inf",
+            "1e309",
+            "0",
+            "-1",
+            "1.5",
+            "3",
+            "100,200",
+            "\x00",
+            "é",
+        ]
+    ),
+    st.integers(-(10**20), 10**20).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.text(max_size=12),
+)
+ARGV = st.tuples(
+    st.sampled_from(["solve", "train", "nope", "--help"]),
+    st.lists(st.one_of(st.sampled_from(FLAGS), VALUES), max_size=12),
+).map(lambda t: [t[0], *t[1]])
+
+#: 4x the profile's example count (ci: 100, thorough: 4000): these examples are cheap.
+FUZZ = settings(
+    max_examples=4 * settings.default.max_examples,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+
+
+@pytest.fixture
+def stop_before_work(monkeypatch, tmp_path):
+    def reached(*a, **k):
+        raise Reached
+
+    monkeypatch.setattr(solve_cmd, "build_model", reached)
+    monkeypatch.setattr(solve_cmd.common, "model_from_checkpoint", reached)
+    monkeypatch.setattr(train_cmd, "build_model", reached)
+    monkeypatch.chdir(tmp_path)
+    for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(k, raising=False)
+
+
+@FUZZ
+@given(argv=ARGV)
+def test_cli_never_tracebacks(stop_before_work, argv):
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        with redirect_stdout(out), redirect_stderr(err):
+            code = main(argv)
+    except Reached:
+        return
+    except SystemExit as exc:  # only --help / -h may exit, and successfully
+        assert exc.code == 0, (argv, err.getvalue())
+        return
+    assert code == 2, (argv, code)
+    msg = err.getvalue()
+    assert msg.startswith("error: ") and msg.count("\n") == 1 and "Traceback" not in msg, (argv, msg)
+
+
+JSONISH = st.recursive(
+    st.one_of(
+        st.none(), st.booleans(), st.integers(-(10**6), 10**6), st.floats(allow_nan=True), st.text(max_size=8)
+    ),
+    lambda children: st.one_of(
+        st.lists(children, max_size=4), st.dictionaries(st.text(max_size=8), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@pytest.mark.parametrize("cls", [ModelConfig, SolverConfig, Phase1Config])
+@FUZZ
+@given(
+    data=st.one_of(
+        JSONISH,
+        st.dictionaries(
+            st.sampled_from(
+                [
+                    "arch",
+                    "structure",
+                    "num_layers",
+                    "embed_dim",
+                    "dropout",
+                    "threshold",
+                    "metric",
+                    "warmup",
+                    "max_iterations",
+                    "context_mode",
+                    "epochs",
+                    "learning_rate",
+                    "loop",
+                    "tolerance",
+                    "grad_clip",
+                    "seed",
+                    "context_clamp",
+                    "damping",
+                    "jacobian_weight",
+                    "stall_window",
+                    "bogus",
+                ]
+            ),
+            JSONISH,
+            max_size=5,
+        ),
+    )
+)
+def test_config_loaders_raise_only_value_error(cls, data):
+    try:
+        cfg = cls.from_dict(data)
+    except ValueError as exc:
+        assert str(exc)
+        return
+    assert cls.from_dict(cfg.to_dict()) == cfg  # whatever loads round-trips
+
+
+@FUZZ
+@given(text=st.one_of(st.text(max_size=40), JSONISH.map(json.dumps)))
+def test_config_files_raise_only_value_error(tmp_path_factory, text):
+    p = tmp_path_factory.mktemp("cfg") / "c.json"
+    p.write_text(text)
+    try:
+        ModelConfig.from_json(p)
+    except ValueError:
+        pass
