@@ -18,9 +18,10 @@ from hypothesis import strategies as st
 from newllm import ModelConfig, SolverConfig, build_model
 from newllm.metrics import METRICS
 
-#: Entry magnitudes of metric tensors: zero, or ``lo <= |x| <= hi``. ``hi`` keeps ``D * (2 hi)^2``
-#: finite for ``D <= MAX_DIM`` (float32 max 3.4e38, float64 1.8e308); ``lo`` keeps ``lo^2`` normal.
-MAGNITUDE = {torch.float32: (1e-15, 1e15), torch.float64: (1e-150, 1e150)}
+#: Entry magnitudes of metric tensors: zero, or ``lo <= |x| <= hi`` (powers of two, exact in both widths).
+#: ``hi`` keeps ``D (2 hi)^2`` finite for ``D <= MAX_DIM`` (float32 max 3.4e38, float64 1.8e308);
+#: ``lo^2`` is a normal number (float32 tiny 1.2e-38, float64 2.2e-308).
+MAGNITUDE = {torch.float32: (2.0**-50, 2.0**50), torch.float64: (2.0**-500, 2.0**500)}
 MAX_DIM = 300
 NUMPY = {torch.float32: np.float32, torch.float64: np.float64}
 WIDTH = {torch.float32: 32, torch.float64: 64}
