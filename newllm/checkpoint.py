@@ -5,6 +5,7 @@ Layout of a run directory::
     checkpoint.json            manifest (written last, atomically): epoch, files + sha256, configs, state
     model-E.safetensors        weights after epoch E
     optimizer-E.safetensors    optimizer tensors + RNG state after epoch E
+    NAME-E.safetensors         optional extra tensor files (e.g. Phase 2's ``head``), same rules
 
 Tensor files carry the epoch in their names, so a crash while writing epoch E+1 leaves the
 manifest pointing at the complete epoch-E files: a half-written checkpoint is never taken for a
@@ -43,6 +44,8 @@ class Checkpoint:
     manifest: dict[str, Any]
     path: Path
     optimizer_tensors: dict[str, torch.Tensor] | None = None
+    #: Extra tensor files asked for with ``load_checkpoint(..., extras=(name, ...))``, verified.
+    extras: dict[str, dict[str, torch.Tensor]] | None = None
 
     @property
     def epoch(self) -> int:
@@ -70,8 +73,12 @@ def save_checkpoint(
     epoch: int,
     optimizer_tensors: dict[str, torch.Tensor] | None = None,
     state: dict[str, Any] | None = None,
+    extras: dict[str, dict[str, torch.Tensor]] | None = None,
 ) -> Path:
-    """Write the tensors for ``epoch``, then the manifest; return the manifest path."""
+    """Write the tensors for ``epoch``, then the manifest; return the manifest path.
+
+    ``extras`` maps a file name (lowercase letters) to more tensors, written as ``NAME-E.safetensors``.
+    """
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     files: dict[str, dict[str, str]] = {}
@@ -80,6 +87,13 @@ def save_checkpoint(
     if optimizer_tensors is not None:
         opt = {k: v.detach().to("cpu").contiguous() for k, v in optimizer_tensors.items()}
         files["optimizer"] = _write_tensors(d / f"optimizer-{epoch:04d}.safetensors", opt)
+    for name, tensors in (extras or {}).items():
+        if not name.isalpha() or not name.islower() or name in ("model", "optimizer"):
+            raise ValueError(
+                f"extra checkpoint file names must be lowercase letters, not model/optimizer; got {name!r}"
+            )
+        ext = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+        files[name] = _write_tensors(d / f"{name}-{epoch:04d}.safetensors", ext)
     old = _referenced_files(d)
     manifest = {
         "format": FORMAT,
@@ -155,9 +169,16 @@ def _load_verified(d: Path, entry: dict[str, str]) -> dict[str, torch.Tensor]:
 
 
 def load_checkpoint(
-    directory: str | Path, *, with_optimizer: bool = False, expect_config: ModelConfig | None = None
+    directory: str | Path,
+    *,
+    with_optimizer: bool = False,
+    expect_config: ModelConfig | None = None,
+    extras: tuple[str, ...] = (),
 ) -> Checkpoint:
-    """Load and verify a checkpoint (checksums, keys, shapes); the model is returned in eval mode."""
+    """Load and verify a checkpoint (checksums, keys, shapes); the model is returned in eval mode.
+
+    ``extras`` names extra tensor files that must be present (CheckpointError otherwise).
+    """
     d = Path(directory)
     m = read_manifest(d)
     try:
@@ -191,7 +212,14 @@ def load_checkpoint(
     opt = None
     if with_optimizer and "optimizer" in m["files"]:
         opt = _load_verified(d, m["files"]["optimizer"])
-    return Checkpoint(model=model, manifest=m, path=d, optimizer_tensors=opt)
+    ext = {}
+    for name in extras:
+        if name not in m["files"]:
+            raise CheckpointError(
+                f"checkpoint {str(d)!r} has no {name!r} file (it holds {sorted(m['files'])})"
+            )
+        ext[name] = _load_verified(d, m["files"][name])
+    return Checkpoint(model=model, manifest=m, path=d, optimizer_tensors=opt, extras=ext or None)
 
 
 def load_model(directory: str | Path) -> CVFPModel:

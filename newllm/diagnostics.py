@@ -71,9 +71,27 @@ def distinctness(contexts: torch.Tensor, token_ids: torch.Tensor | None = None) 
     }
 
 
-def collapse_report(contexts: torch.Tensor, token_ids: torch.Tensor | None = None) -> dict[str, float]:
-    """RMS (mean, min), effective rank and distinctness of ``[N, C]`` contexts, JSON-ready."""
+def collapse_report(
+    contexts: torch.Tensor, token_ids: torch.Tensor | None = None, *, max_tokens: int | None = 1024
+) -> dict[str, float]:
+    """RMS (mean, min), effective rank and distinctness of ``[N, C]`` contexts, JSON-ready.
+
+    With ``token_ids``, repeated tokens count once (first occurrence). More than ``max_tokens`` rows are
+    thinned to ``max_tokens`` evenly spaced ones (deterministic), keeping the pairwise part O(max_tokens²).
+    """
     x = contexts.reshape(-1, contexts.shape[-1]).detach()
+    if token_ids is not None:
+        ids = token_ids.reshape(-1).cpu()
+        first = torch.unique(ids, return_inverse=True)[1]
+        keep = torch.full((int(first.max()) + 1,), ids.numel(), dtype=torch.long).scatter_reduce(
+            0, first, torch.arange(ids.numel()), reduce="amin"
+        )
+        keep = keep.sort().values
+        x, token_ids = x[keep.to(x.device)], ids[keep]
+    if max_tokens is not None and x.shape[0] > max_tokens:
+        pick = torch.linspace(0, x.shape[0] - 1, max_tokens).round().long()
+        x = x[pick.to(x.device)]
+        token_ids = None if token_ids is None else token_ids[pick]
     r = context_rms(x)
     out = {
         "context_rms": float(r.mean()),
@@ -85,8 +103,14 @@ def collapse_report(contexts: torch.Tensor, token_ids: torch.Tensor | None = Non
     return out
 
 
-def is_collapsed(report: dict[str, float], *, max_cosine: float = 0.999, min_rms: float = 1e-3) -> bool:
-    """Flag a collapse: contexts (near-)identical across tokens, or (near-)zero."""
+def is_collapsed(
+    report: dict[str, float], *, max_cosine: float = 0.999, mean_cosine: float = 0.99, min_rms: float = 0.1
+) -> bool:
+    """Flag a collapse: some context (near-)zero -- a LayerNorm'd context has RMS about its gain, 1 at
+    init, so RMS < 0.1 means a degenerate LayerNorm -- or two different tokens with (near-)identical
+    contexts, or all contexts nearly aligned (mean pairwise cosine above ``mean_cosine``)."""
     if report["context_rms_min"] < min_rms:
         return True
-    return not math.isnan(report["max_cosine"]) and report["max_cosine"] > max_cosine
+    if math.isnan(report["max_cosine"]):
+        return False
+    return report["max_cosine"] > max_cosine or report["mean_cosine"] > mean_cosine

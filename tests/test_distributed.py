@@ -102,3 +102,24 @@ def test_two_gloo_processes_match_one(tmp_path):
         torch.testing.assert_close(a[k], b[k], rtol=1e-3, atol=1e-4, msg=lambda m, k=k: f"{k}: {m}")
     for x, y in zip(e1, e2, strict=True):
         assert x["mean_loss"] == pytest.approx(y["mean_loss"], rel=1e-3)
+    wrong = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "newllm",
+            "train",
+            "--samples-json",
+            str(sfile),
+            "--out",
+            str(tmp_path / "two"),
+            "--resume",
+            *ARGS,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=_env(),
+    )
+    assert wrong.returncode == 2 and "ran with 2 process(es)" in wrong.stderr
+    manifest = json.loads((tmp_path / "two" / "checkpoint.json").read_text())
+    assert manifest["state"]["world_size"] == 2

@@ -21,7 +21,8 @@ def test_quick_start_has_exactly_two_commands():
 
 def test_ci_runs_the_readme_test_command_verbatim():
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
-    assert quick_start_commands()[1] in ci
+    cmd = quick_start_commands()[1]
+    assert any(line == cmd or line.startswith(cmd + " || rc=$?") for line in ci)
 
 
 def test_torch_is_pinned_through_the_constraints_file():

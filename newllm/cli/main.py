@@ -6,10 +6,28 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import bench_report_cmd, contraction_cmd, data_cmd, reproduce_cmd, solve_cmd, train_cmd
+from . import (
+    bench_report_cmd,
+    contraction_cmd,
+    data_cmd,
+    generate_cmd,
+    phase2_cmd,
+    reproduce_cmd,
+    solve_cmd,
+    train_cmd,
+)
 
 #: Subcommand modules; each has ``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``.
-COMMANDS = [reproduce_cmd, solve_cmd, train_cmd, data_cmd, contraction_cmd, bench_report_cmd]
+COMMANDS = [
+    reproduce_cmd,
+    solve_cmd,
+    train_cmd,
+    data_cmd,
+    contraction_cmd,
+    phase2_cmd,
+    generate_cmd,
+    bench_report_cmd,
+]
 
 
 class UsageError(Exception):

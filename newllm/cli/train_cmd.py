@@ -128,7 +128,12 @@ def _run(args, mcfg, pcfg, samples, model, dist: Dist) -> int:
             print(
                 f"epoch {s.epoch}/{pcfg.epochs} | converged {s.converged}/{s.tokens} ({100 * s.rate:.1f}%) | "
                 f"mean iterations {s.mean_iterations:.2f} | mean loss {s.mean_loss:.6f} | "
-                f"optimizer steps {s.optimizer_steps} | {s.seconds:.1f} s",
+                f"optimizer steps {s.optimizer_steps} | {s.seconds:.1f} s"
+                + (
+                    f" | COLLAPSED (context rms {s.context_rms:.3f}, max cosine {s.max_cosine:.4f})"
+                    if s.collapsed
+                    else ""
+                ),
                 flush=True,
             )
 

@@ -34,6 +34,8 @@ class GroupOutcome:
     converged: torch.Tensor
     final_loss: torch.Tensor
     optimizer_steps: int
+    #: ``[n, C]`` each token's last training-mode context (for the collapse diagnostics).
+    contexts: torch.Tensor | None = None
 
 
 class StepModule(torch.nn.Module):
@@ -130,7 +132,9 @@ def train_group(
             conv[fin] = True
             iters[fin] = k
             active = active[~done]
-    return GroupOutcome(iterations=iters, converged=conv, final_loss=final, optimizer_steps=steps)
+    return GroupOutcome(
+        iterations=iters, converged=conv, final_loss=final, optimizer_steps=steps, contexts=c.detach().cpu()
+    )
 
 
 def hutchinson_jacobian(new: torch.Tensor, c_in: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

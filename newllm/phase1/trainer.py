@@ -15,6 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import checkpoint as ckpt
+from .. import diagnostics
 from ..cache import CACHE_FILE, build_cache, save_cache
 from ..config import SolverConfig
 from ..distributed import Dist
@@ -49,7 +50,12 @@ class EpochStats:
     mean_loss: float
     optimizer_steps: int
     seconds: float
+    #: Seed 004's criterion (rate >= success_rate) AND no collapse: a collapsed model is never a success.
     success: bool
+    collapsed: bool = False
+    context_rms: float = float("nan")
+    effective_rank: float = float("nan")
+    max_cosine: float = float("nan")
 
 
 @dataclass
@@ -157,26 +163,32 @@ def _train(
     for epoch in range(start + 1, config.epochs + 1):
         model.train()
         t0 = time.perf_counter()
-        records, steps = _run_epoch(
+        records, steps, ctx_ids, ctxs = _run_epoch(
             model, opt, tensors, config, gen, epoch, total_tokens, progress and dist.is_main, dist, stepper
         )
         if dist.enabled:
             records = sorted(
                 (r for part in dist.gather(records) for r in part), key=lambda r: (r.sample, r.position)
             )
-        stats = _epoch_stats(epoch, records, steps, time.perf_counter() - t0, config)
+            parts = dist.gather((ctx_ids, ctxs))
+            ctx_ids, ctxs = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+        collapse = diagnostics.collapse_report(ctxs, ctx_ids)
+        stats = _epoch_stats(epoch, records, steps, time.perf_counter() - t0, config, collapse)
         run.epochs.append(stats)
         run.records.extend(records)
         history.append(asdict(stats))
-        if out is not None:
+        gen_states = dist.gather(gen.get_state())  # every rank's dropout/probe RNG, for exact resume
+        if out is not None and dist.is_main:
             opt_tensors, groups = ckpt.optimizer_to_tensors(opt)
-            opt_tensors["rng.generator"] = gen.get_state()
+            for r, st in enumerate(gen_states):
+                opt_tensors["rng.generator" if r == 0 else f"rng.generator.{r}"] = st
             state = {
                 "phase1_config": config.to_dict(),
                 "samples_sha256": digest,
                 "history": history,
                 "optimizer_groups": groups,
                 "samples": [len(t) for t in tensors],
+                "world_size": dist.world_size,
             }
             run.checkpoint = ckpt.save_checkpoint(
                 out, model, epoch=epoch, optimizer_tensors=opt_tensors, state=state
@@ -213,6 +225,8 @@ def _train(
 
 def _run_epoch(model, opt, tensors, config, gen, epoch, total_tokens, progress, dist: Dist, stepper):
     records: list[TokenRecord] = []
+    ctx_ids: list[torch.Tensor] = []
+    ctxs: list[torch.Tensor] = []
     steps = 0
     conv_count = 0
     loss_sum = 0.0
@@ -247,6 +261,9 @@ def _run_epoch(model, opt, tensors, config, gen, epoch, total_tokens, progress, 
 
             o = train_group(model, opt, ids, config, gen, where=where, dist=dist, stepper=stepper)
             steps += o.optimizer_steps
+            if o.contexts is not None and ids.numel() > 0:
+                ctx_ids.append(ids.cpu())
+                ctxs.append(o.contexts)
             for row, (si, pi) in enumerate(where_rows):
                 rec = TokenRecord(
                     epoch,
@@ -267,13 +284,24 @@ def _run_epoch(model, opt, tensors, config, gen, epoch, total_tokens, progress, 
                 )
     finally:
         bar.close()
-    return records, steps
+    c_dim = model.config.context_dim
+    ids_all = torch.cat(ctx_ids) if ctx_ids else torch.zeros(0, dtype=torch.long)
+    ctx_all = torch.cat(ctxs) if ctxs else torch.zeros(0, c_dim)
+    return records, steps, ids_all, ctx_all
 
 
-def _epoch_stats(epoch: int, records: list[TokenRecord], steps: int, seconds: float, config: Phase1Config):
+def _epoch_stats(
+    epoch: int,
+    records: list[TokenRecord],
+    steps: int,
+    seconds: float,
+    config: Phase1Config,
+    collapse: dict[str, float],
+):
     n = len(records)
     conv = sum(r.converged for r in records)
     rate = conv / n
+    collapsed = diagnostics.is_collapsed(collapse)
     return EpochStats(
         epoch=epoch,
         tokens=n,
@@ -283,7 +311,11 @@ def _epoch_stats(epoch: int, records: list[TokenRecord], steps: int, seconds: fl
         mean_loss=sum(r.final_loss for r in records) / n,
         optimizer_steps=steps,
         seconds=seconds,
-        success=rate >= config.success_rate,
+        success=rate >= config.success_rate and not collapsed,
+        collapsed=collapsed,
+        context_rms=collapse["context_rms"],
+        effective_rank=collapse["effective_rank"],
+        max_cosine=collapse["max_cosine"],
     )
 
 
