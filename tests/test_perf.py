@@ -124,7 +124,9 @@ def test_solver_contexts_equal_a_per_row_loop_bitwise(damping):
     def fn(z, rows):
         return (a if rows is None else a[rows]) * z + 0.1
 
-    cfg = SolverConfig(metric="l2", threshold=1e-3, max_iterations=60, damping=damping, divergence_factor=None)
+    cfg = SolverConfig(
+        metric="l2", threshold=1e-3, max_iterations=60, damping=damping, divergence_factor=None
+    )
     res = iterate(fn, z0, cfg)
     for i in range(4):
         z, steps = z0[i : i + 1].clone(), 0
