@@ -81,6 +81,7 @@ def test_sampled_pair_ratio_is_below_one(contractive, token, seed, radius_a, rad
 def test_the_fixed_point_is_unique(contractive, start, seed, scale, tol, anderson, data):
     t = contractive
     k = float(t.sigma.max().detach())
+    assert k < 1, f"no contraction to bound the distance with: max sigma_max {k:.4f}"
     n = CM.TOKENS
     cfg = SolverConfig(
         metric="l2", threshold=tol, max_iterations=500, method="anderson" if anderson else "picard"

@@ -39,52 +39,35 @@ def _env():
     return env
 
 
+TORCHRUN_2 = ["-m", "torch.distributed.run", "--nproc-per-node", "2", "--standalone"]
+
+
+def _train(launcher, out, sfile, *extra):
+    """``newllm train`` on the samples file, one process or under ``launcher``; returns the finished process."""
+    cmd = [
+        sys.executable,
+        *(launcher or []),
+        "-m",
+        "newllm",
+        "train",
+        *extra,
+        "--samples-json",
+        str(sfile),
+        "--out",
+        str(out),
+        *ARGS,
+    ]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=_env())
+
+
 @pytest.mark.slow
 def test_two_gloo_processes_match_one(tmp_path):
     samples = [[11, 12, 13], [21, 22], [31, 32, 33, 34], [41]]
     sfile = tmp_path / "samples.json"
     sfile.write_text(json.dumps(samples))
-    one = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "newllm",
-            "train",
-            "--samples-json",
-            str(sfile),
-            "--out",
-            str(tmp_path / "one"),
-            *ARGS,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=_env(),
-    )
+    one = _train([], tmp_path / "one", sfile)
     assert one.returncode == 0, one.stderr
-    two = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc-per-node",
-            "2",
-            "--standalone",
-            "-m",
-            "newllm",
-            "train",
-            "--distributed",
-            "--samples-json",
-            str(sfile),
-            "--out",
-            str(tmp_path / "two"),
-            *ARGS,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=_env(),
-    )
+    two = _train(TORCHRUN_2, tmp_path / "two", sfile, "--distributed")
     assert two.returncode == 0, two.stderr[-3000:]
     done_one = [json.loads(x) for x in one.stdout.splitlines()][-1]
     done_two = [json.loads(x) for x in two.stdout.splitlines() if x.startswith("{")][-1]
@@ -102,24 +85,7 @@ def test_two_gloo_processes_match_one(tmp_path):
         torch.testing.assert_close(a[k], b[k], rtol=1e-3, atol=1e-4, msg=lambda m, k=k: f"{k}: {m}")
     for x, y in zip(e1, e2, strict=True):
         assert x["mean_loss"] == pytest.approx(y["mean_loss"], rel=1e-3)
-    wrong = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "newllm",
-            "train",
-            "--samples-json",
-            str(sfile),
-            "--out",
-            str(tmp_path / "two"),
-            "--resume",
-            *ARGS,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=_env(),
-    )
+    wrong = _train([], tmp_path / "two", sfile, "--resume")
     assert wrong.returncode == 2 and "ran with 2 process(es)" in wrong.stderr
     manifest = json.loads((tmp_path / "two" / "checkpoint.json").read_text())
     assert manifest["state"]["world_size"] == 2

@@ -220,6 +220,16 @@ def test_training_learns_and_leaves_phase1_alone(tie):
         assert r.final.val["acc"] > 0.9
 
 
+def test_unigram_bias_starts_the_head_at_the_unigram_baseline(phase1):
+    model, cache = phase1
+    cfg = Phase2Config(epochs=1, learning_rate=1e-12, init_std=1e-9, standardize=False, val_fraction=0.3)
+    r = train_phase2(model, cache, cfg, progress=False)
+    u = r.baselines["unigram"]
+    assert r.final.val["ce"] == pytest.approx(u.ce, abs=1e-5) and r.final.val["acc"] == u.acc
+    z = train_phase2(model, cache, Phase2Config(**{**cfg.to_dict(), "unigram_bias": False}), progress=False)
+    assert z.final.val["ce"] == pytest.approx(math.log(V), abs=1e-5)  # zero bias: uniform over V
+
+
 def test_resume_is_bit_exact(phase1, tmp_path):
     model, cache = phase1
     cfg = Phase2Config(epochs=3, batch_size=5, learning_rate=1e-2)

@@ -63,6 +63,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="feed raw contexts to the head (default: standardised with the training contexts' mean/std)",
     )
+    p.add_argument(
+        "--zero-bias",
+        action="store_true",
+        help="start the head's bias at 0 (default: the log of the training split's unigram)",
+    )
     p.add_argument("--out", help="Phase 2 run directory (default CHECKPOINT/phase2-MODE[-tied][-assistant])")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -80,6 +85,7 @@ def phase2_config(args: argparse.Namespace) -> Phase2Config:
         tie=args.tie,
         assistant_only=args.assistant_only,
         standardize=not args.no_standardize,
+        unigram_bias=not args.zero_bias,
     )
 
 
@@ -190,6 +196,8 @@ def run(args: argparse.Namespace) -> int:
         "cache_seconds": cache_seconds,
         "tie": cfg.tie,
         "standardize": cfg.standardize,
+        "unigram_bias": cfg.unigram_bias,
+        "learning_rate": cfg.learning_rate,
         "assistant_only": cfg.assistant_only,
         "epochs": len(r.epochs),
         **{k: v for k, v in r.split.items() if k != "val_keys"},

@@ -17,7 +17,7 @@ class Phase2Config:
     """
 
     epochs: int = 5
-    learning_rate: float = 1e-3
+    learning_rate: float = 3e-4
     #: (context, target) pairs per optimizer step.
     batch_size: int = 256
     #: Fraction of conversations held out for validation (at least one on each side).
@@ -34,6 +34,9 @@ class Phase2Config:
     #: Fixed-point contexts share a large common component (mean pairwise cosine ~0.99 after Phase 1), which
     #: leaves a linear head on raw contexts near the unigram for many epochs.
     standardize: bool = True
+    #: Start the head's bias at the log of the training split's unigram (``baselines.unigram_probs``), so
+    #: epoch 0 is the unigram baseline; else 0 (a uniform start, ``ln V`` nats).
+    unigram_bias: bool = True
     #: Std of the normal initialisation of the head's weight matrix (biases start at 0).
     init_std: float = 0.02
     #: Max gradient norm (``clip_grad_norm_``); None disables clipping.
@@ -49,6 +52,7 @@ class Phase2Config:
         F.check_bool("tie", self.tie)
         F.check_bool("assistant_only", self.assistant_only)
         F.check_bool("standardize", self.standardize)
+        F.check_bool("unigram_bias", self.unigram_bias)
         F.check_float("init_std", self.init_std, 0.0, 10.0, lo_open=True)
         if self.grad_clip is not None:
             F.check_float("grad_clip", self.grad_clip, 0.0, None, lo_open=True)

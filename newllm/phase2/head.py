@@ -55,6 +55,14 @@ class PredictionHead(nn.Module):
         self.mean.copy_(x.mean(0).to(self.mean.dtype))
         self.scale.copy_(x.std(0).clamp_min(1e-6).to(self.scale.dtype))
 
+    def set_bias(self, bias: torch.Tensor) -> None:
+        """Overwrite the output bias ``[V]``."""
+        b = self.bias if self.tied else self.proj.bias
+        if bias.shape != b.shape:
+            raise ValueError(f"bias must have shape {tuple(b.shape)}, got {tuple(bias.shape)}")
+        with torch.no_grad():
+            b.copy_(bias.to(b.dtype))
+
     def forward(self, context: torch.Tensor) -> torch.Tensor:
         x = (context - self.mean) / self.scale
         if self.tied:

@@ -25,7 +25,7 @@ from ..cache import Phase1Cache
 from ..jsonio import dumps
 from ..model import CVFPModel
 from ..runlock import RunLock
-from .baselines import baseline_scores
+from .baselines import baseline_scores, unigram_probs
 from .config import Phase2Config
 from .head import PredictionHead, build_head
 from .pairs import Pairs, next_token_pairs
@@ -126,6 +126,8 @@ def train_phase2(
     head = build_head(model, tie=config.tie, seed=config.seed, std=config.init_std)
     if config.standardize:
         head.set_standardization(cache.contexts[train.rows])
+    if config.unigram_bias:
+        head.set_bias(unigram_probs(train.target, v).log())
     run = Phase2Run(
         head=head,
         config=config,
