@@ -2,17 +2,20 @@
 
 from . import contraction, diagnostics, metrics
 from .config import ModelConfig, SolverConfig
-from .fixed_point import iterate
 from .model import CVFPModel, build_model
-from .result import STATUS_NAMES, FixedPointResult
+from .result import FixedPointResult
 from .solve import solve
+from .solvers import SOLVERS, iterate
+from .stop import Status, StopRule, stop
 from .tokens import spread_token_ids
 
 __all__ = [
     "CVFPModel",
     "FixedPointResult",
     "ModelConfig",
-    "STATUS_NAMES",
+    "SOLVERS",
+    "Status",
+    "StopRule",
     "SolverConfig",
     "build_model",
     "contraction",
@@ -21,5 +24,6 @@ __all__ = [
     "metrics",
     "solve",
     "spread_token_ids",
+    "stop",
 ]
 __version__ = "0.1.0"

@@ -12,10 +12,10 @@ from typing import Any
 
 from . import _fields as F
 from .metrics import METRICS
+from .solvers import SOLVERS
 
 ARCHS = ("sequential", "layerwise")
 CONTEXT_MODES = ("reset", "carry")
-METHODS = ("picard", "anderson")
 
 #: GPT-2's 50,257 ids plus the two chat markers <|im_start|>, <|im_end|> (as in the seeds).
 DEFAULT_VOCAB_SIZE = 50_259
@@ -121,7 +121,8 @@ class SolverConfig:
     """Settings of :func:`newllm.solve`.
 
     A token is converged at the first iteration ``k > warmup`` whose residual (in ``metric``,
-    between ``f(c)`` and ``c``) is below ``threshold``; it keeps that iteration count.
+    between ``f(c)`` and ``c``) is below ``threshold`` (and stays below for ``confirm`` more
+    iterations); it keeps that iteration count. The decision is :func:`newllm.stop.stop`'s.
     """
 
     max_iterations: int = 200
@@ -145,6 +146,8 @@ class SolverConfig:
     stall_window: int | None = None
     #: Keep per-iteration residuals (every metric) in ``FixedPointResult.trace``.
     record_trace: bool = False
+    #: Extra consecutive iterations that must stay below the threshold (0: the notes' rule; 1: stable).
+    confirm: int = 0
 
     def __post_init__(self) -> None:
         F.check_int("max_iterations", self.max_iterations, 1, 10_000_000)
@@ -158,7 +161,7 @@ class SolverConfig:
         F.check_choice("metric", self.metric, tuple(METRICS))
         F.check_choice("context_mode", self.context_mode, CONTEXT_MODES)
         F.check_bool("dropout", self.dropout)
-        F.check_choice("method", self.method, METHODS)
+        F.check_choice("method", self.method, tuple(SOLVERS))
         F.check_float("damping", self.damping, 0.0, 1.0, lo_open=True)
         F.check_int("anderson_m", self.anderson_m, 1, 100)
         F.check_float("anderson_reg", self.anderson_reg, 0.0, 1.0)
@@ -167,6 +170,12 @@ class SolverConfig:
         if self.stall_window is not None:
             F.check_int("stall_window", self.stall_window, 2, None)
         F.check_bool("record_trace", self.record_trace)
+        F.check_int("confirm", self.confirm, 0, 1000)
+        if self.warmup + self.confirm >= self.max_iterations:
+            raise ValueError(
+                f"warmup + confirm must be below max_iterations ({self.max_iterations}), got "
+                f"{self.warmup} + {self.confirm}: no token could converge"
+            )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SolverConfig:

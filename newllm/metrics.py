@@ -12,8 +12,8 @@ name     value                            notes
 =======  ===============================  ======================================
 
 Exact identities: ``l2**2 == D * mse`` and ``rms == sqrt(mse)`` (up to float rounding).
-The solver, Phase 1 training and every report decide convergence with :func:`converged`,
-which looks its metric up in :data:`METRICS`.
+Convergence is decided by :func:`newllm.stop.stop` (the one stop rule), which compares a residual
+from this registry with a threshold through :func:`below`; nothing else calls :func:`below`.
 """
 
 from __future__ import annotations
@@ -87,13 +87,9 @@ def all_residuals(new: torch.Tensor, old: torch.Tensor) -> dict[str, torch.Tenso
     return {name: fast[name]() if _BUILTIN.get(name) is fn else fn(new, old) for name, fn in METRICS.items()}
 
 
-def converged(name: str, new: torch.Tensor, old: torch.Tensor, threshold: float) -> torch.Tensor:
-    """Boolean ``[...]``: residual in metric ``name`` strictly below ``threshold`` (NaN never converges)."""
-    return below(residual(name, new, old), threshold)
-
-
 def below(res: torch.Tensor, threshold: float) -> torch.Tensor:
-    """The convergence decision on precomputed residuals: ``res < threshold`` (NaN -> False)."""
+    """The comparison behind every convergence decision: ``res < threshold`` (NaN -> False).
+    Called only by :func:`newllm.stop.stop`."""
     return res < threshold
 
 

@@ -8,10 +8,7 @@ from typing import Any
 
 import torch
 
-#: Per-token status codes (``FixedPointResult.status``).
-RUNNING, CONVERGED, NONFINITE, GROWTH, STALLED = 0, 1, 2, 3, 4
-#: Human names of the status codes; a token still ``running`` at the end hit ``max_iterations``.
-STATUS_NAMES = ("max_iterations", "converged", "nonfinite", "growth", "stalled")
+from .stop import Status
 
 
 @dataclass
@@ -19,7 +16,7 @@ class FixedPointResult:
     """Per-token outcome of a fixed-point solve over token shape ``S``.
 
     ``context [*S, C]``: the converged context (``f(c)`` at the converging iteration), or the last
-    finite iterate. ``status [*S]`` int8 codes (see :data:`STATUS_NAMES`). ``iterations [*S]``: the
+    finite iterate. ``status [*S]`` int8 :class:`~newllm.stop.Status` codes. ``iterations [*S]``: the
     iteration (1-based) at which the token converged/diverged/stalled, else ``max_iterations``.
     ``evaluations [*S]``: calls of ``f`` spent on the token. ``residual``: final residual in every
     metric, each ``[*S]`` (between ``f(c)`` and ``c`` of the last iteration). ``lowest_residual [*S]``:
@@ -42,16 +39,16 @@ class FixedPointResult:
     @property
     def converged(self) -> torch.Tensor:
         """Bool ``[*S]``."""
-        return self.status == CONVERGED
+        return self.status == Status.CONVERGED
 
     @property
     def diverged(self) -> torch.Tensor:
         """Bool ``[*S]``: non-finite values, or residual growth beyond the guard."""
-        return (self.status == NONFINITE) | (self.status == GROWTH)
+        return (self.status == Status.NONFINITE) | (self.status == Status.GROWTH)
 
     @property
     def stalled(self) -> torch.Tensor:
-        return self.status == STALLED
+        return self.status == Status.STALLED
 
     @property
     def num_tokens(self) -> int:
@@ -94,7 +91,7 @@ class FixedPointResult:
         )
 
     def status_names(self) -> list[str]:
-        return [STATUS_NAMES[int(s)] for s in self.status.flatten()]
+        return [Status(int(s)).label for s in self.status.flatten()]
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready counts and per-token lists."""

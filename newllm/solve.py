@@ -8,9 +8,9 @@ from collections.abc import Sequence
 import torch
 
 from .config import SolverConfig
-from .fixed_point import iterate
 from .model import CVFPModel
 from .result import FixedPointResult
+from .solvers import iterate
 from .tokens import as_token_tensor
 
 

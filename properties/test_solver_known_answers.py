@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from newllm import SolverConfig, build_model, iterate, solve
 from newllm.metrics import METRICS, convert_threshold
-from newllm.result import CONVERGED, GROWTH, NONFINITE, RUNNING
+from newllm.stop import Status
 from properties import strategies as S
 
 COS_FIXED_POINT = 0.7390851332151607
@@ -64,7 +64,7 @@ def test_contractive_affine_maps_converge_by_the_bound(m, tol_l2, metric, warmup
         divergence_factor=None,
     )
     res = iterate(m, m.z0.clone(), cfg)
-    assert res.status.tolist() == [CONVERGED] * len(r1), res.status
+    assert res.status.tolist() == [Status.CONVERGED] * len(r1), res.status
     assert bool((res.iterations <= bound).all()), (res.iterations, bound, x)
     assert bool((res.iterations >= warmup + 1).all()), (res.iterations, warmup)
     if m.exact and damping == 1.0:  # every |lambda| = rho: the count is known exactly
@@ -139,7 +139,7 @@ def test_non_contractive_maps_never_report_convergence(m, translation, frac, met
     cfg = SolverConfig(metric=metric, threshold=float(r1.min()) * frac, max_iterations=max_iterations)
     res = iterate(m, m.z0.clone(), cfg)
     assert not bool(res.converged.any()), (res.status, res.residual[metric], cfg.threshold)
-    assert set(res.status.tolist()) <= {RUNNING, GROWTH}
+    assert set(res.status.tolist()) <= {Status.MAX_ITERATIONS, Status.GROWTH}
 
 
 @given(
@@ -169,8 +169,8 @@ def test_maps_that_produce_nonfinite_values_report_divergence(n, d, poison, bad,
     res = iterate(fn, torch.zeros(n, d, dtype=torch.float64), cfg)
     assert not bool(res.converged.any())
     assert res.diverged.tolist() == mask.tolist()
-    assert bool((res.status[mask] == NONFINITE).all()) and bool((res.iterations[mask] == k0).all())
-    assert bool((res.status[~mask] == RUNNING).all())
+    assert bool((res.status[mask] == Status.NONFINITE).all()) and bool((res.iterations[mask] == k0).all())
+    assert bool((res.status[~mask] == Status.MAX_ITERATIONS).all())
     assert bool(torch.isfinite(res.context).all())
 
 
@@ -187,6 +187,6 @@ def test_a_model_with_nonfinite_weights_reports_divergence(case, which, bad):
     poisoned = ~torch.isfinite(first).all(dim=-1)
     assume(bool(poisoned.any()))
     res = solve(m, case.ids, SolverConfig(max_iterations=5))
-    assert bool((res.status[poisoned] == NONFINITE).all()), (res.status, poisoned)
+    assert bool((res.status[poisoned] == Status.NONFINITE).all()), (res.status, poisoned)
     assert bool((res.iterations[poisoned] == 1).all()), res.iterations
     assert bool(torch.isfinite(res.context[res.converged]).all())

@@ -65,7 +65,7 @@ def test_residuals_are_per_token_not_batch_reduced():
     new = torch.zeros(3, 4)
     old = torch.zeros(3, 4)
     old[1] = 10.0
-    assert M.converged("mse", new, old, 0.01).tolist() == [True, False, True]
+    assert M.below(M.residual("mse", new, old), 0.01).tolist() == [True, False, True]
 
 
 @pytest.mark.parametrize("dim", [1, 3, 8, 256])

@@ -11,7 +11,7 @@ from newllm.phase1 import Phase1Config, train_phase1
 from newllm.reproduce.compact import compact_model, remap
 from newllm.reproduce.contraction import gate_means, jacobians, spectrum
 from newllm.reproduce.probe import Probe, decide, judged, probe, rate_vs_tolerance
-from newllm.result import CONVERGED, GROWTH, NONFINITE, RUNNING
+from newllm.stop import Status
 from tests.helpers import tiny_model
 
 IDS = [1, 5, 9, 17, 33, 40, 63]
@@ -39,7 +39,7 @@ def test_probe_decisions_equal_the_solver(arch):
         norm = torch.linalg.vector_norm(r.context.double(), dim=-1).mean()
         assert j["context_norm"] == pytest.approx(float(norm), rel=1e-6)
         statuses.update(r.status.tolist())
-    assert {CONVERGED, RUNNING} <= statuses  # the judges are not all trivially alike
+    assert {Status.CONVERGED, Status.MAX_ITERATIONS} <= statuses  # the judges are not all trivially alike
 
 
 def _hand_probe(l2_rows, finite_rows):
@@ -64,13 +64,13 @@ def test_decide_applies_the_growth_and_nonfinite_rules():
         [[True, True, True], [True, True, False], [True, True, True]],
     )
     d = decide(p, SolverConfig(metric="l2", threshold=0.01, warmup=2, max_iterations=3))
-    assert d.status.tolist() == [CONVERGED, GROWTH, NONFINITE]
+    assert d.status.tolist() == [Status.CONVERGED, Status.GROWTH, Status.NONFINITE]
     assert d.iterations.tolist() == [3, 3, 2]
     assert d.index.tolist() == [2, 2, 0]  # a non-finite token keeps its last finite iterate
     off = decide(
         p, SolverConfig(metric="l2", threshold=0.01, warmup=2, max_iterations=3, divergence_factor=None)
     )
-    assert off.status.tolist() == [CONVERGED, RUNNING, NONFINITE]
+    assert off.status.tolist() == [Status.CONVERGED, Status.MAX_ITERATIONS, Status.NONFINITE]
     with pytest.raises(ValueError, match="probe ran 3 iterations"):
         decide(p, SolverConfig(max_iterations=4))
 

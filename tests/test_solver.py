@@ -5,7 +5,7 @@ import torch
 
 import newllm
 from newllm import SolverConfig, iterate, solve
-from newllm.result import CONVERGED, GROWTH, NONFINITE, RUNNING, STALLED
+from newllm.stop import Status
 from tests.helpers import tiny_model
 
 
@@ -31,7 +31,7 @@ def run(residuals, **kw):
 def test_converges_at_first_iteration_below_threshold_and_keeps_the_count():
     r = run([[1.0, 0.5, 0.009, 0.001, 0.5], [1, 1, 1, 1, 1], [0.001, 1, 1, 1, 1]], threshold=0.01)
     assert r.iterations.tolist() == [3, 5, 1]
-    assert r.status.tolist() == [CONVERGED, RUNNING, CONVERGED]
+    assert r.status.tolist() == [Status.CONVERGED, Status.MAX_ITERATIONS, Status.CONVERGED]
     assert r.evaluations.tolist() == [3, 5, 1]
     assert r.rate == pytest.approx(2 / 3)
     assert r.mean_iterations == pytest.approx(3.0)
@@ -47,12 +47,12 @@ def test_warmup_delays_the_check():
     r = run([[0.001, 0.001, 0.001, 0.001, 0.001], [0.001, 1, 1, 0.001, 1]], threshold=0.01, warmup=3)
     assert r.iterations.tolist() == [4, 4]
     r = run([[0.001, 1, 1, 1, 1]], threshold=0.01, warmup=1)
-    assert r.status.tolist() == [RUNNING]
+    assert r.status.tolist() == [Status.MAX_ITERATIONS]
 
 
 def test_nonfinite_is_diverged_never_converged():
     r = run([[1.0, math.nan, 0.0], [1.0, math.inf, 0.0]], threshold=0.01)
-    assert r.status.tolist() == [NONFINITE, NONFINITE]
+    assert r.status.tolist() == [Status.NONFINITE, Status.NONFINITE]
     assert r.iterations.tolist() == [2, 2]
     assert bool(r.diverged.all()) and not bool(r.converged.any())
     assert torch.isfinite(r.context).all()
@@ -61,13 +61,13 @@ def test_nonfinite_is_diverged_never_converged():
 def test_growth_guard():
     cfg = SolverConfig(metric="l2", max_iterations=4, divergence_factor=10.0, threshold=1e-9)
     r = iterate(scripted([[1.0, 0.5, 100.0, 0.0]]), torch.zeros(1, 1, dtype=torch.float64), cfg)
-    assert r.status.tolist() == [GROWTH] and r.iterations.tolist() == [3]
+    assert r.status.tolist() == [Status.GROWTH] and r.iterations.tolist() == [3]
 
 
 def test_stall_guard():
     cfg = SolverConfig(metric="l2", max_iterations=20, stall_window=3, threshold=1e-9, divergence_factor=None)
     r = iterate(scripted([[1.0] + [0.5] * 19]), torch.zeros(1, 1, dtype=torch.float64), cfg)
-    assert r.status.tolist() == [STALLED] and r.iterations.tolist() == [5]
+    assert r.status.tolist() == [Status.STALLED] and r.iterations.tolist() == [5]
 
 
 def test_trace_records_every_metric_and_nan_after_stop():
@@ -280,5 +280,30 @@ def test_nonfinite_rows_are_diverged_under_both_methods(method):
     r = iterate(
         fn, torch.zeros(3, 2, dtype=torch.float64), SolverConfig(metric="l2", threshold=1e-9, method=method)
     )
-    assert r.status.tolist() == [CONVERGED, NONFINITE, CONVERGED]
+    assert r.status.tolist() == [Status.CONVERGED, Status.NONFINITE, Status.CONVERGED]
     assert torch.isfinite(r.context).all()
+
+
+def test_solver_registry_validates_the_method_and_takes_new_solvers(monkeypatch):
+    from newllm import solvers
+
+    with pytest.raises(ValueError, match="picard, anderson"):
+        SolverConfig(method="broyden")
+    with pytest.raises(ValueError, match="unknown solver method 'broyden'"):
+        solvers.get("broyden")
+
+    def half(fn, book):  # Picard with damping 1/2, written against the RowBook protocol
+        for k in range(1, book.cfg.max_iterations + 1):
+            if book.active.numel() == 0:
+                break
+            rows, z, f = book.evaluate(fn)
+            go = book.record(k, rows, z, f)
+            book.z[rows[go]] = (0.5 * (z + f))[go]
+            book.active = rows[go]
+
+    monkeypatch.setitem(solvers.SOLVERS, "half", half)
+    cfg = SolverConfig(method="half", metric="l2", threshold=1e-6, max_iterations=100)
+    r = iterate(lambda z, rows: 0.5 * z + 1.0, torch.zeros(2, 3, dtype=torch.float64), cfg)
+    assert r.converged.all() and torch.allclose(r.context, torch.full((2, 3), 2.0, dtype=torch.float64))
+    with pytest.raises(ValueError, match="new identifier"):
+        solvers.register("picard", half)

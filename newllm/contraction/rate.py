@@ -14,6 +14,7 @@ import torch
 
 from ..metrics import METRICS
 from ..result import FixedPointResult
+from ..stop import Status, StopRule, replay
 from .estimate import Estimate
 
 #: The metrics whose residual scales like ``‖Δ‖²`` (so their rate is q²).
@@ -94,5 +95,7 @@ def predict_iterations(rate: torch.Tensor, first: torch.Tensor, threshold: float
     rate = torch.as_tensor(rate, dtype=torch.float64)
     first = torch.as_tensor(first, dtype=torch.float64)
     steps = torch.ceil(torch.log(threshold / first) / (power * torch.log(rate))).clamp_min(0)
-    steps = torch.where(first < threshold, torch.zeros_like(steps), steps)
-    return torch.where((rate >= 1) & (first >= threshold), torch.full_like(steps, math.inf), 1 + steps)
+    flat = first.expand(steps.shape).reshape(1, -1)  # one recorded iteration per token
+    below = (replay(flat, StopRule(threshold=threshold))[0] == Status.CONVERGED).reshape(steps.shape)
+    steps = torch.where(below, torch.zeros_like(steps), steps)
+    return torch.where((rate >= 1) & ~below, torch.full_like(steps, math.inf), 1 + steps)

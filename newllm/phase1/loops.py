@@ -5,7 +5,8 @@ One iteration over a group of active tokens (contexts ``c [n, C]``)::
 
     zero_grad; new = model.step(embed(tok), c.detach()); loss_t = metrics.mse(new, c)   # [n]
     loss = mean(loss_t) (+ jacobian_weight * Hutchinson ||J||_F^2 / D); backward; clip; optimizer.step()
-    c = new.detach(); token t converged (and stops) when k > warmup and loss_t < tolerance
+    c = new.detach(); token t stops when the stop rule (newllm.stop: metric mse, the threshold, warmup)
+    says it converged
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from .. import metrics
+from ..stop import Status, StopRule, StopState, stop
 from ..distributed import Dist
 from ..model import CVFPModel
 from .config import Phase1Config
@@ -81,6 +83,8 @@ def train_group(
     conv = torch.zeros(n, dtype=torch.bool)
     final = torch.full((n,), math.nan, dtype=torch.float64)
     active = torch.arange(n)
+    rule = StopRule(metric="mse", threshold=config.tolerance, warmup=config.warmup)
+    state = StopState.start(n, dtype=torch.float64, device="cpu")
     steps = 0
     params = [p for p in model.parameters() if p.requires_grad]
     for k in range(1, config.max_iterations + 1):
@@ -124,9 +128,9 @@ def train_group(
         with torch.no_grad():
             c[rows] = new.detach()
         final[active] = detached
-        done = (
-            metrics.below(detached, config.tolerance) if k > config.warmup else torch.zeros_like(conv[active])
-        )
+        status, part = stop(k, detached, detached, torch.ones_like(conv[active]), state.rows(active), rule)
+        state.put(active, part)
+        done = status == Status.CONVERGED
         if bool(done.any()):
             fin = active[done]
             conv[fin] = True

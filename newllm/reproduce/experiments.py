@@ -20,6 +20,7 @@ from ..model import CVFPModel, build_model
 from ..phase1 import Phase1Config, train_phase1
 from ..result import FixedPointResult
 from ..solve import solve
+from ..stop import Status, StopRule, replay
 from .compact import compact_model, remap
 from .contraction import gate_means, spectrum
 from .plan import PROBE_ITERATIONS, PROBE_JUDGES, Judge, Plan, Task, judges
@@ -193,9 +194,10 @@ def _recheck(model: CVFPModel, e: torch.Tensor, r: FixedPointResult, cfg: Solver
     with torch.no_grad():
         c = r.context[conv]
         f = model.step(e[conv], c)
-    again = metrics.residual(cfg.metric, f, c)
+    again = metrics.residual(cfg.metric, f, c).unsqueeze(0)  # [1, n]: one more iteration
+    still, _, _ = replay(again, StopRule(metric=cfg.metric, threshold=cfg.threshold))
     return {
-        "stays_converged": float(metrics.below(again, cfg.threshold).double().mean()),
+        "stays_converged": float((still == Status.CONVERGED).double().mean()),
         "next_mse_after_convergence": float(metrics.mse(f, c).double().mean()),
     }
 

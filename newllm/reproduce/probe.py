@@ -3,14 +3,13 @@
 :func:`probe` iterates ``c <- model.step(e, c)`` from zeros for ``K`` iterations with no early stop,
 keeping the residual of iteration ``k`` (between ``f(c_k)`` and ``c_k``) in every metric, the norm
 and max-abs of ``f(c_k)`` and its finiteness, all ``[K, N]``. :func:`decide` then applies the
-solver's stopping rules (see :mod:`newllm.fixed_point`: non-finite, converged after warmup, l2 growth
-beyond ``divergence_factor`` x the lowest) to these traces, so one run answers every judge; it gives
+one stop rule (:func:`newllm.stop.replay`: non-finite, converged after warmup, l2 growth beyond
+``divergence_factor`` x the lowest) to these traces, so one run answers every judge; it gives
 the same statuses and iteration counts as :func:`newllm.solve` with that config (tested).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -18,7 +17,7 @@ import torch
 from .. import metrics as M
 from ..config import SolverConfig
 from ..model import CVFPModel
-from ..result import CONVERGED, GROWTH, NONFINITE, RUNNING
+from ..stop import Status, StopRule, replay
 
 
 @dataclass
@@ -77,35 +76,25 @@ class Decision:
 
     @property
     def converged(self) -> torch.Tensor:
-        return self.status == CONVERGED
+        return self.status == Status.CONVERGED
 
 
 def decide(p: Probe, cfg: SolverConfig) -> Decision:
-    """The solver's decision under ``cfg`` (picard, damping 1, reset mode) from the probe's traces."""
+    """The solver's decision under ``cfg`` (picard, damping 1, reset mode) from the probe's traces:
+    :func:`newllm.stop.replay` of the one stop rule."""
     if cfg.method != "picard" or cfg.damping != 1.0 or cfg.stall_window is not None:
         raise ValueError("decide() replays plain Picard without a stall window only")
     k_max = cfg.max_iterations
     if k_max > p.iterations:
         raise ValueError(f"the probe ran {p.iterations} iterations; the judge needs {k_max}")
-    r = p.residual[cfg.metric][:k_max]
-    l2 = p.residual["l2"][:k_max]
-    finite = p.finite[:k_max] & torch.isfinite(r)
-    ks = torch.arange(1, k_max + 1).unsqueeze(1)
-    conv = finite & M.below(r, cfg.threshold) & (ks > cfg.warmup)
-    stop = ~finite | conv
-    status_at = torch.where(~finite, NONFINITE, torch.where(conv, CONVERGED, RUNNING))
-    if cfg.divergence_factor is not None:
-        lowest = torch.cummin(torch.where(finite, l2, torch.full_like(l2, math.inf)), dim=0).values
-        grow = finite & ~conv & (l2 > cfg.divergence_factor * lowest)
-        stop = stop | grow
-        status_at = torch.where(grow & ~conv & finite, GROWTH, status_at)
-    n = r.shape[1]
-    any_stop = stop.any(dim=0)
-    first = torch.where(any_stop, stop.float().argmax(dim=0), torch.full((n,), k_max - 1))
-    status = torch.where(any_stop, status_at.gather(0, first.unsqueeze(0)).squeeze(0), RUNNING).to(torch.int8)
-    iters = torch.where(any_stop, first + 1, torch.full((n,), k_max))
+    status, iters, index = replay(
+        p.residual[cfg.metric][:k_max],
+        StopRule.of(cfg),
+        residual_l2=p.residual["l2"][:k_max],
+        finite=p.finite[:k_max],
+    )
     # the solver keeps the last finite iterate of a non-finite token
-    index = torch.where(status == NONFINITE, (first - 1).clamp_min(0), first)
+    index = torch.where(status == Status.NONFINITE, (index - 1).clamp_min(0), index)
     return Decision(status=status, iterations=iters, index=index)
 
 
@@ -125,7 +114,7 @@ def judged(p: Probe, cfg: SolverConfig) -> dict:
         "mean_iterations": float(d.iterations.double().mean()),
         "mean_iterations_converged": float(d.iterations[conv].double().mean()) if bool(conv.any()) else None,
         "context_norm": float(norm.mean()),
-        "diverged": int(((d.status == NONFINITE) | (d.status == GROWTH)).sum()),
+        "diverged": int(((d.status == Status.NONFINITE) | (d.status == Status.GROWTH)).sum()),
         "converged_at_1": int((conv & (d.iterations == 1)).sum()),
     }
     for m in ("mse", "l2", "rel"):
@@ -133,8 +122,9 @@ def judged(p: Probe, cfg: SolverConfig) -> dict:
     nxt = conv & (d.index + 1 < p.iterations)
     if bool(nxt.any()):
         rows = (d.index + 1)[nxt]
-        again = p.residual[cfg.metric][rows, cols[nxt]]
-        out["stays_converged"] = float(M.below(again, cfg.threshold).double().mean())
+        again = p.residual[cfg.metric][rows, cols[nxt]].unsqueeze(0)  # [1, n']: one more iteration
+        still, _, _ = replay(again, StopRule(metric=cfg.metric, threshold=cfg.threshold))
+        out["stays_converged"] = float((still == Status.CONVERGED).double().mean())
         out["next_mse_after_convergence"] = float(p.residual["mse"][rows, cols[nxt]].double().mean())
     else:
         out["stays_converged"] = None
@@ -147,6 +137,9 @@ def judged(p: Probe, cfg: SolverConfig) -> dict:
 def rate_vs_tolerance(p: Probe, metric: str, grid: list[float], max_iterations: int) -> list[float]:
     """Convergence rate (warmup 0, no growth guard) for each threshold of ``grid`` in ``metric``."""
     r = p.residual[metric][:max_iterations]
-    best = torch.where(p.finite[:max_iterations] & torch.isfinite(r), r, torch.full_like(r, math.inf))
-    lowest = best.amin(dim=0)  # [N]
-    return [float(M.below(lowest, t).double().mean()) for t in grid]
+    fin = p.finite[:max_iterations]
+    out = []
+    for t in grid:
+        status, _, _ = replay(r, StopRule(metric=metric, threshold=t), finite=fin)
+        out.append(float((status == Status.CONVERGED).double().mean()))
+    return out
