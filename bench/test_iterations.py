@@ -22,7 +22,7 @@ from bench.cases import (
     token_ids,
 )
 from newllm import SolverConfig, solve
-from newllm.perf import iteration_counts, synced
+from newllm.tools.perf import iteration_counts, synced
 
 CASES = list(itertools.product(ARCHS, ("untrained", "trained"), TOLERANCES, METHODS, TOKEN_COUNTS))
 

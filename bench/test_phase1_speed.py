@@ -17,8 +17,8 @@ import torch
 from bench.cases import ARCHS, MODEL_SEED, THREADS, clock, device_name, token_ids
 from newllm import build_model
 from newllm.config import DEFAULT_VOCAB_SIZE
-from newllm.perf import synchronize
 from newllm.phase1 import EpochStats, Phase1Config, train_phase1
+from newllm.tools.perf import synchronize
 
 CPU_VOCAB = 2048
 TOKENS = 512

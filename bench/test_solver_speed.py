@@ -1,8 +1,8 @@
 """Speed of the batched solve, reported as ratios measured in one run:
 
 * ``test_throughput_vs_roofline``: token-iterations per second and achieved GFLOP/s (exact matmul FLOPs
-  of the step, :func:`newllm.perf.step_flops`) as a fraction of a plain matmul chain of the same shapes,
-  rows and dtype (:class:`newllm.perf.MatmulChain`), timed interleaved with the solve.
+  of the step, :func:`newllm.tools.perf.step_flops`) as a fraction of a plain matmul chain of the same shapes,
+  rows and dtype (:class:`newllm.tools.perf.MatmulChain`), timed interleaved with the solve.
 * ``test_batched_vs_per_token_loop``: the batched solve against the seeds' per-token Python loop.
 
 No early stop: ``warmup = max_iterations - 1`` checks convergence only at the last iteration, so every
@@ -18,7 +18,7 @@ import torch
 
 from bench.cases import ARCHS, MODEL_SEED, THREADS, clock, device_name, token_ids
 from newllm import SolverConfig, build_model, solve
-from newllm.perf import MatmulChain, step_flops, timed
+from newllm.tools.perf import MatmulChain, step_flops, timed
 
 #: (device, dtype, tokens, iterations): CPU at the seeds' 512 tokens; CUDA also 64 samples x 512 tokens.
 SPEED_CASES = [

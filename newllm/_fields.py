@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -69,10 +70,15 @@ def _check_range(name: str, value: int, lo: int | None, hi: int | None) -> None:
 
 
 def from_dict(cls: type[T], data: Any, *, what: str | None = None) -> T:
-    """Build a config dataclass from a mapping, rejecting unknown keys by name."""
+    """Build a config dataclass from a mapping, rejecting unknown keys by name.
+
+    Keys renamed in the glossary (``cls.RENAMED``: old -> new) are accepted for one release with a
+    ``DeprecationWarning`` (so files written by the previous release still load).
+    """
     what = what or cls.__name__
     if not isinstance(data, dict):
         raise ValueError(f"{what} must be a JSON object / dict, got {type(data).__name__}")
+    data = renamed_keys(cls, data, what)
     names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
     unknown = sorted(str(k) for k in data if k not in names)
     if unknown:
@@ -80,6 +86,22 @@ def from_dict(cls: type[T], data: Any, *, what: str | None = None) -> T:
             f"{what}: unknown key(s) {', '.join(map(repr, unknown))}; valid keys: {', '.join(names)}"
         )
     return cls(**data)
+
+
+def renamed_keys(cls: type, data: dict[str, Any], what: str) -> dict[str, Any]:
+    """``data`` with the deprecated keys of ``cls.RENAMED`` replaced by their new names (warning once each)."""
+    renamed: dict[str, str] = getattr(cls, "RENAMED", {})
+    old = [k for k in data if k in renamed]
+    if not old:
+        return data
+    out = dict(data)
+    for k in old:
+        new = renamed[k]
+        if new in data:
+            raise ValueError(f"{what}: both {k!r} (deprecated) and {new!r} given; keep {new!r}")
+        warnings.warn(f"{what}: key {k!r} is deprecated, use {new!r}", DeprecationWarning, stacklevel=4)
+        out[new] = out.pop(k)
+    return out
 
 
 def from_json(cls: type[T], path: str | Path) -> T:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from . import _fields as F
 from .metrics import METRICS
@@ -125,14 +125,17 @@ class SolverConfig:
     iterations); it keeps that iteration count. The decision is :func:`newllm.stop.stop`'s.
     """
 
+    #: Deprecated keys still read (one release): old name -> new name (docs/glossary.md).
+    RENAMED: ClassVar[dict[str, str]] = {"dropout": "train_mode"}
+
     max_iterations: int = 200
     warmup: int = 0
     threshold: float = 0.01
     metric: str = "mse"
     #: ``reset``: every token starts from zeros (the seeds). ``carry``: token t starts from t-1's fixed point.
     context_mode: str = "reset"
-    #: Dropout active while iterating (train mode). The seeds' untrained tests ran in eval mode: False.
-    dropout: bool = False
+    #: Iterate in train mode (dropout on, masks from the generator). The seeds' untrained tests: False.
+    train_mode: bool = False
     method: str = "picard"
     #: Picard damping beta: ``c <- c + beta (f(c) - c)``; 1.0 is plain iteration.
     damping: float = 1.0
@@ -160,7 +163,7 @@ class SolverConfig:
         F.check_float("threshold", self.threshold, 0.0, None, lo_open=True)
         F.check_choice("metric", self.metric, tuple(METRICS))
         F.check_choice("context_mode", self.context_mode, CONTEXT_MODES)
-        F.check_bool("dropout", self.dropout)
+        F.check_bool("train_mode", self.train_mode)
         F.check_choice("method", self.method, tuple(SOLVERS))
         F.check_float("damping", self.damping, 0.0, 1.0, lo_open=True)
         F.check_int("anderson_m", self.anderson_m, 1, 100)

@@ -28,12 +28,12 @@ def solve(
     ``[*S, C]``) and all tokens iterate together in one batch. ``carry`` mode: along the last
     axis of ``token_ids``, token t starts from token t-1's final context (positions run in order;
     the leading axes are batched). Runs under ``no_grad`` in eval mode, or in train mode when
-    ``config.dropout`` (masks from ``generator``); the model's mode is restored afterwards.
+    ``config.train_mode`` (dropout masks from ``generator``); the model's mode is restored afterwards.
     """
     config = SolverConfig() if config is None else config
     ids = as_token_tensor(token_ids, model.config.vocab_size)
     was_training = model.training
-    model.train(config.dropout)
+    model.train(config.train_mode)
     try:
         with torch.no_grad():
             emb = model.embed(ids)  # [*S, E]

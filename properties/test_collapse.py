@@ -23,8 +23,8 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from newllm import ModelConfig, SolverConfig, build_model, diagnostics, solve
-from newllm.checkpoint import save_checkpoint
 from newllm.phase1 import Phase1Config, train_phase1
+from newllm.runs.checkpoint import save_checkpoint
 from properties import strategies as S
 
 KINDS = ["gain_zero", "gain_tiny", "ignores_token", "same_embedding"]

@@ -102,7 +102,7 @@ def test_the_fixed_point_is_unique(contractive, start, seed, scale, tol, anderso
     assert bool((gap <= bound).all()), f"landed {gap.max():.3g} from the fixed point (bound {bound:.3g})"
 
 
-def test_the_observed_rate_agrees_with_rho(contractive):
+def test_the_observed_factor_agrees_with_rho(contractive):
     t = contractive
     q = exact.fitted_rate(t.trace)
     assert bool(torch.isfinite(q).all()), q

@@ -25,9 +25,9 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from newllm import SolverConfig, build_model, metrics, solve
-from newllm.cache import build_cache
 from newllm.metrics import METRICS, convert_threshold
 from newllm.phase1 import Phase1Config, train_phase1
+from newllm.phase1.cache import build_cache
 from properties import strategies as S
 from properties.spies import MetricSpy
 
@@ -146,19 +146,19 @@ def test_the_solver_decides_through_the_registry(case, cfg, carry, anderson):
 @given(
     case=S.model_cases(max_tokens=5, max_dim=8, dropout=st.sampled_from([0.0, 0.1])),
     loop=st.sampled_from(["spec", "batched"]),
-    tolerance=S.log_uniform(1e-4, 1.0),
+    threshold=S.log_uniform(1e-4, 1.0),
     warmup=st.integers(0, 3),
     epochs=st.integers(1, 2),
     split=st.integers(1, 4),
 )
-def test_phase1_decides_through_the_registry_mse(case, loop, tolerance, warmup, epochs, split):
+def test_phase1_decides_through_the_registry_mse(case, loop, threshold, warmup, epochs, split):
     ids = case.ids.tolist()
     samples = [ids[:split], ids[split:]] if len(ids) > split else [ids]
     model = build_model(case.config, seed=case.seed)
     cfg = Phase1Config(
         epochs=epochs,
         loop=loop,
-        tolerance=tolerance,
+        threshold=threshold,
         warmup=warmup,
         max_iterations=warmup + 4,
         learning_rate=1e-3,
@@ -168,11 +168,11 @@ def test_phase1_decides_through_the_registry_mse(case, loop, tolerance, warmup, 
     with pytest.MonkeyPatch.context() as mp:
         spy = MetricSpy().install(mp)
         run = train_phase1(model, samples, cfg, progress=False)
-    _check_decisions(spy, "mse", tolerance)
+    _check_decisions(spy, "mse", threshold)
     converged = sum(r.converged for r in run.records)
     assert spy.true_verdicts == converged
     for r in run.records:
-        assert r.converged == (r.iterations > warmup and r.final_loss < tolerance), r
+        assert r.converged == (r.iterations > warmup and r.final_loss < threshold), r
     for e in run.epochs:
         recs = [r for r in run.records if r.epoch == e.epoch]
         assert e.rate == sum(r.converged for r in recs) / len(recs)

@@ -36,7 +36,7 @@ def _forward(model, ids, context, generator):
 )
 def test_solver_iterates_are_forward_pass_iterates(case, cfg, dropout, seed):
     model = case.build()
-    cfg = SolverConfig(**{**cfg.to_dict(), "dropout": dropout})
+    cfg = SolverConfig(**{**cfg.to_dict(), "train_mode": dropout})
     res = solve(model, case.ids, cfg, generator=S.generator(seed))
     assert not model.training  # the solver restores the mode
 
@@ -66,10 +66,10 @@ def test_solver_iterates_are_forward_pass_iterates(case, cfg, dropout, seed):
     loop=st.sampled_from(["spec", "batched"]),
     batch_samples=st.integers(1, 3),
     split=st.integers(1, 5),
-    tolerance=S.log_uniform(1e-4, 1e-1),
+    threshold=S.log_uniform(1e-4, 1e-1),
     warmup=st.integers(0, 2),
 )
-def test_phase1_training_forward_is_the_forward_pass(case, loop, batch_samples, split, tolerance, warmup):
+def test_phase1_training_forward_is_the_forward_pass(case, loop, batch_samples, split, threshold, warmup):
     """Phase 1 is watched at its loss, ``metrics.mse(new, c)``: every ``new`` must equal the forward pass
     replayed on the same rows with the weights of that moment and a dropout generator seeded like
     Phase 1's (``Phase1Config.seed``; jacobian_weight 0, so the masks are its only draws)."""
@@ -80,7 +80,7 @@ def test_phase1_training_forward_is_the_forward_pass(case, loop, batch_samples, 
         epochs=1,
         loop=loop,
         batch_samples=batch_samples,
-        tolerance=tolerance,
+        threshold=threshold,
         warmup=warmup,
         max_iterations=warmup + 4,
         learning_rate=1e-2,

@@ -14,8 +14,8 @@ from pathlib import Path
 from filelock import FileLock
 
 import newllm
-from newllm.checkpoint import MANIFEST, load_model, save_checkpoint
 from newllm.model import CVFPModel
+from newllm.runs.checkpoint import MANIFEST, load_model, save_checkpoint
 
 
 def code_version() -> str:

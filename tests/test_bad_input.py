@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from newllm import ModelConfig, SolverConfig, build_model, solve
-from newllm.checkpoint import CheckpointError, load_checkpoint, load_model
 from newllm.cli.main import main
 from newllm.phase1 import Phase1Config, train_phase1
+from newllm.runs.checkpoint import CheckpointError, load_checkpoint, load_model
 from tests.helpers import tiny_config, tiny_model
 
 
@@ -185,7 +185,7 @@ def test_checkpoint_config_mismatch(ckpt):
 
 
 def test_nan_weights_in_a_checkpoint_are_refused(ckpt, tmp_path):
-    from newllm.checkpoint import save_checkpoint
+    from newllm.runs.checkpoint import save_checkpoint
 
     m = build_model(tiny_config())
     with torch.no_grad():

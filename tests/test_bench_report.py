@@ -1,7 +1,7 @@
 import json
 
-from newllm import benchreport
 from newllm.cli.main import main
+from newllm.tools import benchreport
 
 
 def entries_json(tmp_path):

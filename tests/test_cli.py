@@ -60,7 +60,7 @@ def test_solve_structure_and_table(capsys):
 
 
 def test_solve_json_is_deterministic(capsys):
-    args = ["solve", "--tokens", "3", "--dim", "16", "--dropout", "--seed", "4", "--json"]
+    args = ["solve", "--tokens", "3", "--dim", "16", "--train-mode", "--seed", "4", "--json"]
     _, a, _ = run_cli(capsys, *args)
     _, b, _ = run_cli(capsys, *args)
     da, db = json.loads(a), json.loads(b)
@@ -111,3 +111,37 @@ def test_console_script_runs_as_a_process():
         timeout=120,
     )
     assert p.returncode == 2 and "Traceback" not in p.stderr and p.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "old, new, argv",
+    [
+        ("--dropout", "--train-mode", ["solve", "--tokens", "2", "--dim", "8", "--json"]),
+        ("--tolerance", "--threshold", None),
+    ],
+)
+def test_renamed_flags_still_work_for_one_release_with_a_warning(capsys, old, new, argv):
+    from newllm.cli.main import build_parser
+
+    if argv is not None:
+        code, out_old, err = run_cli(capsys, *argv, old)
+        assert code == 0 and f"warning: {old} is deprecated, use {new}" in err
+        _, out_new, _ = run_cli(capsys, *argv, new)
+        a, b = json.loads(out_old), json.loads(out_new)
+        a.pop("seconds"), b.pop("seconds")
+        assert a == b and a["train_mode"] is True
+    else:
+        ns = build_parser().parse_args(["train", "--tokens", "3", "--out", "x", old, "0.5"])
+        assert ns.threshold == 0.5 and "deprecated" in capsys.readouterr().err
+
+
+def test_renamed_config_keys_load_with_a_deprecation_warning():
+    from newllm.config import SolverConfig
+    from newllm.phase1 import Phase1Config
+
+    with pytest.warns(DeprecationWarning, match="'tolerance' is deprecated, use 'threshold'"):
+        assert Phase1Config.from_dict({"tolerance": 0.2}).threshold == 0.2
+    with pytest.warns(DeprecationWarning, match="'dropout' is deprecated, use 'train_mode'"):
+        assert SolverConfig.from_dict({"dropout": True}).train_mode is True
+    with pytest.raises(ValueError, match="both 'tolerance'"):
+        Phase1Config.from_dict({"tolerance": 0.2, "threshold": 0.1})

@@ -69,7 +69,7 @@ def test_model_config_rejects(kw, needle):
         (dict(metric="l1"), "metric"),
         (dict(context_mode="keep"), "context_mode"),
         (dict(damping=0.0), "damping"),
-        (dict(dropout=1), "dropout"),
+        (dict(train_mode=1), "train_mode"),
     ],
 )
 def test_solver_config_rejects(kw, needle):

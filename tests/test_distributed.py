@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from newllm.checkpoint import load_checkpoint
+from newllm.runs.checkpoint import load_checkpoint
 
 ARGS = [
     "--loop",

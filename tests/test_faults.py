@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from newllm.faults.kill_resume import campaign
-from newllm.runlock import RunLock, RunLocked
+from newllm.runs.lock import RunLock, RunLocked
+from newllm.tools.faults.kill_resume import campaign
 
 
 @pytest.mark.slow
@@ -49,7 +49,7 @@ def test_a_locked_run_directory_is_not_written_by_a_second_run(tmp_path):
 def test_the_lock_dies_with_its_holder(tmp_path):
     out = tmp_path / "run"
     code = (
-        f"from newllm.runlock import RunLock; import os, signal; RunLock({str(out)!r}).acquire(); "
+        f"from newllm.runs.lock import RunLock; import os, signal; RunLock({str(out)!r}).acquire(); "
         "os.kill(os.getpid(), signal.SIGKILL)"
     )
     subprocess.run([sys.executable, "-c", code], timeout=60)

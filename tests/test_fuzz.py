@@ -42,6 +42,7 @@ FLAGS = [
     "--method",
     "--damping",
     "--dropout",
+    "--train-mode",
     "--seed",
     "--json",
     "--checkpoint",

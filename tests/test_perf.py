@@ -6,7 +6,14 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from newllm import SolverConfig, iterate
 from newllm.solvers.rows import rows_finite as _rows_finite
-from newllm.perf import MatmulChain, iteration_counts, nearest_rank, step_flops, step_matmul_shapes, timed
+from newllm.tools.perf import (
+    MatmulChain,
+    iteration_counts,
+    nearest_rank,
+    step_flops,
+    step_matmul_shapes,
+    timed,
+)
 from tests.helpers import tiny_config, tiny_model
 
 

@@ -7,9 +7,9 @@ import torch
 
 import newllm
 from newllm import metrics
-from newllm.cache import load_cache
-from newllm.checkpoint import CheckpointError, load_checkpoint, load_model
 from newllm.phase1 import Phase1Config, Phase1Divergence, train_phase1
+from newllm.phase1.cache import load_cache
+from newllm.runs.checkpoint import CheckpointError, load_checkpoint, load_model
 from tests.helpers import tiny_model
 
 SAMPLES = [[1, 2, 3, 4], [5, 6, 7]]
@@ -38,8 +38,8 @@ def test_config_validation():
         Phase1Config(loop="fast")
     with pytest.raises(ValueError, match="warmup"):
         Phase1Config(max_iterations=5, warmup=5)
-    with pytest.raises(ValueError, match="tolerance"):
-        Phase1Config(tolerance=0)
+    with pytest.raises(ValueError, match="threshold"):
+        Phase1Config(threshold=0)
     with pytest.raises(ValueError, match="unknown key"):
         Phase1Config.from_dict({"lr": 1e-3})
     assert Phase1Config().to_dict()["learning_rate"] == 1e-4
@@ -49,7 +49,7 @@ def test_config_validation():
 def test_one_optimizer_step_per_inner_iteration(counting, loop):
     m = tiny_model()
     run = train_phase1(
-        m, SAMPLES, Phase1Config(epochs=2, loop=loop, max_iterations=6, tolerance=1e-6), progress=False
+        m, SAMPLES, Phase1Config(epochs=2, loop=loop, max_iterations=6, threshold=1e-6), progress=False
     )
     assert counting.steps == sum(e.optimizer_steps for e in run.epochs)
     if loop == "spec":
@@ -87,7 +87,7 @@ def test_training_loss_is_the_registry_mse(monkeypatch, loop):
     run = train_phase1(
         tiny_model(),
         [[1, 2, 3]],
-        Phase1Config(epochs=1, loop=loop, max_iterations=4, tolerance=1e-9),
+        Phase1Config(epochs=1, loop=loop, max_iterations=4, threshold=1e-9),
         progress=False,
     )
     assert calls, "Phase 1 did not call newllm.metrics.mse"
@@ -100,7 +100,7 @@ def test_convergence_rule_and_records():
     run = train_phase1(
         tiny_model(),
         SAMPLES,
-        Phase1Config(epochs=1, loop="spec", tolerance=0.5, max_iterations=10),
+        Phase1Config(epochs=1, loop="spec", threshold=0.5, max_iterations=10),
         progress=False,
     )
     recs = run.records
@@ -125,7 +125,7 @@ def test_warmup_is_respected():
     run = train_phase1(
         tiny_model(),
         [[1, 2]],
-        Phase1Config(epochs=1, tolerance=10.0, warmup=3, max_iterations=8),
+        Phase1Config(epochs=1, threshold=10.0, warmup=3, max_iterations=8),
         progress=False,
     )
     assert all(r.iterations == 4 for r in run.records)
@@ -133,7 +133,7 @@ def test_warmup_is_respected():
 
 def test_batched_and_spec_agree_on_a_single_token():
     a, b = tiny_model(), tiny_model()
-    cfg = dict(epochs=2, max_iterations=5, tolerance=1e-3, learning_rate=1e-3)
+    cfg = dict(epochs=2, max_iterations=5, threshold=1e-3, learning_rate=1e-3)
     ra = train_phase1(a, [[3]], Phase1Config(loop="spec", **cfg), progress=False)
     rb = train_phase1(b, [[3]], Phase1Config(loop="batched", **cfg), progress=False)
     assert [r.iterations for r in ra.records] == [r.iterations for r in rb.records]
@@ -160,7 +160,7 @@ def test_nonfinite_loss_names_where_and_keeps_the_last_good_checkpoint(tmp_path)
 
 
 def test_resume_is_bit_exact(tmp_path):
-    cfg = Phase1Config(epochs=3, loop="spec", max_iterations=5, tolerance=1e-3, learning_rate=1e-3)
+    cfg = Phase1Config(epochs=3, loop="spec", max_iterations=5, threshold=1e-3, learning_rate=1e-3)
     full = tiny_model(dropout=0.2)
     train_phase1(full, SAMPLES, cfg, out_dir=tmp_path / "full", progress=False)
 

@@ -8,8 +8,7 @@ import torch
 import torch.nn.functional as Fn
 
 import newllm
-from newllm.cache import build_cache
-from newllm.checkpoint import CheckpointError, load_checkpoint
+from newllm.phase1.cache import build_cache
 from newllm.phase2 import (
     Phase2Config,
     baseline_scores,
@@ -25,6 +24,7 @@ from newllm.phase2 import (
     unigram_predict,
     unigram_probs,
 )
+from newllm.runs.checkpoint import CheckpointError, load_checkpoint
 from tests.helpers import tiny_model
 
 V = 64

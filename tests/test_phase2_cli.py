@@ -7,9 +7,9 @@ import pytest
 import torch
 
 import newllm
-from newllm.cache import load_cache
-from newllm.checkpoint import load_model
 from newllm.cli.main import main
+from newllm.phase1.cache import load_cache
+from newllm.runs.checkpoint import load_model
 
 SAMPLES = [[1, 2, 3, 4, 5], [6, 7, 8], [9, 10, 11, 12], [13, 14, 15, 16, 17, 18], [3, 4, 5, 6]]
 

@@ -5,11 +5,11 @@ import json
 import pytest
 
 from newllm.cli.main import main
-from newllm.jsonio import dumps
 from newllm.reproduce import load_claims, quick_plan
 from newllm.reproduce.experiments import run_task
 from newllm.reproduce.store import TASKS_DIR, load_finished
 from newllm.reproduce.verdicts import FAILS, HOLDS, HOLDS_ONLY, INCONCLUSIVE, NOT_MEASURED
+from newllm.runs.jsonio import dumps
 
 TINY = {"embed_dim": 16, "context_dim": 16, "hidden_dim": 16, "vocab_size": 1100}
 
@@ -34,7 +34,7 @@ def test_quick_end_to_end_then_resume(tmp_path, capsys):
     assert summary["report"] == str(out / "report.md") and summary["quick"] and summary["seeds"] == [0]
     plan = quick_plan(model=TINY)
     assert summary["tasks"] == len(plan.tasks()) and summary["reused_tasks"] == 0
-    for name in ("report.md", "report.json", "rate_vs_tokens.png", "rate_vs_tolerance.png",
+    for name in ("report.md", "report.json", "rate_vs_tokens.png", "rate_vs_threshold.png",
                  "residual_traces.png", "spectra.png"):  # fmt: skip
         assert (out / name).stat().st_size > 0, name
     first = json.loads((out / "report.json").read_text())
@@ -50,7 +50,7 @@ def test_quick_end_to_end_then_resume(tmp_path, capsys):
     md = (out / "report.md").read_text()
     for part in (
         "## Verdicts",
-        "![rate vs tolerance](rate_vs_tolerance.png)",
+        "![rate vs threshold](rate_vs_threshold.png)",
         "## Internal consistency",
         "0.01",
     ):
@@ -70,7 +70,7 @@ def test_quick_end_to_end_then_resume(tmp_path, capsys):
     for task in plan.tasks()[:2] + plan.tasks()[-1:]:
         stored = load_finished(out, task)
         fresh = json.loads(dumps(run_task(task, plan)))  # stored form: NaN -> null
-        for key in ("judges", "fixed_point", "epochs", "tolerance_curve"):
+        for key in ("judges", "fixed_point", "epochs", "threshold_curve"):
             assert fresh.get(key) == stored.get(key), (task.name, key)
 
     # a changed condition invalidates the stored task

@@ -10,7 +10,7 @@ from newllm import SolverConfig, solve
 from newllm.phase1 import Phase1Config, train_phase1
 from newllm.reproduce.compact import compact_model, remap
 from newllm.reproduce.contraction import gate_means, jacobians, spectrum
-from newllm.reproduce.probe import Probe, decide, judged, probe, rate_vs_tolerance
+from newllm.reproduce.probe import Probe, decide, judged, probe, rate_vs_threshold
 from newllm.stop import Status
 from tests.helpers import tiny_model
 
@@ -75,11 +75,11 @@ def test_decide_applies_the_growth_and_nonfinite_rules():
         decide(p, SolverConfig(max_iterations=4))
 
 
-def test_rate_vs_tolerance_is_monotone_and_matches_decide():
+def test_rate_vs_threshold_is_monotone_and_matches_decide():
     model = tiny_model(seed=1, init_std=0.5).eval()
     p = probe(model, IDS, 80)
     grid = [10.0 ** (-k) for k in range(8, 0, -1)]
-    rates = rate_vs_tolerance(p, "rel", grid, 80)
+    rates = rate_vs_threshold(p, "rel", grid, 80)
     assert rates == sorted(rates)
     for t, r in zip(grid, rates, strict=True):
         cfg = SolverConfig(metric="rel", threshold=t, max_iterations=80, divergence_factor=None)
@@ -88,7 +88,7 @@ def test_rate_vs_tolerance_is_monotone_and_matches_decide():
 
 def test_compact_training_equals_full_vocabulary_training():
     ids = [40, 5, 17, 5]
-    cfg = Phase1Config(epochs=2, max_iterations=8, tolerance=1e-3, learning_rate=1e-3, seed=4)
+    cfg = Phase1Config(epochs=2, max_iterations=8, threshold=1e-3, learning_rate=1e-3, seed=4)
     full = tiny_model(seed=2)
     small, id_map = compact_model(full, ids)
     assert small.config.vocab_size == 4 and id_map == {5: 0, 17: 1, 40: 2}

@@ -102,7 +102,7 @@ def test_k_iterations_equal_k_steps_bitwise():
 def test_solve_is_deterministic_and_restores_mode():
     m = tiny_model(dropout=0.3)
     m.train()
-    cfg = SolverConfig(dropout=True, max_iterations=20)
+    cfg = SolverConfig(train_mode=True, max_iterations=20)
     a = solve(m, [1, 2, 3], cfg, generator=torch.Generator().manual_seed(5))
     b = solve(m, [1, 2, 3], cfg, generator=torch.Generator().manual_seed(5))
     assert torch.equal(a.context, b.context) and m.training

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .. import benchreport
+from ..tools import benchreport
 
 NAME = "bench-report"
 HELP = "turn pytest-benchmark JSON from bench/ into markdown tables and a PNG plot"

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from ..config import ModelConfig
-from ..jsonio import dumps
+from ..runs.jsonio import dumps
 from ..tokens import spread_token_ids
 
 
@@ -22,6 +23,24 @@ def int_list(text: str) -> tuple[int, ...]:
         except ValueError:
             raise argparse.ArgumentTypeError(f"{t!r} is not an integer (in {text!r})") from None
     return tuple(out)
+
+
+class _Deprecated(argparse.Action):
+    """A renamed flag kept for one release: stores into the new flag's dest and warns on stderr."""
+
+    def __init__(self, option_strings: list[str], dest: str, *, new: str, **kw: Any):
+        self.new = new
+        super().__init__(option_strings, dest, help=argparse.SUPPRESS, **kw)
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option_string: str | None = None) -> None:
+        print(f"warning: {option_string} is deprecated, use {self.new} (docs/glossary.md)", file=sys.stderr)
+        setattr(namespace, self.dest, True if self.nargs == 0 else values)
+
+
+def deprecated_alias(p: argparse.ArgumentParser, old: str, new: str, *, flag: bool = False, **kw: Any) -> None:
+    """Accept ``old`` as a hidden, warning alias of the option ``new`` (same dest, same type)."""
+    dest = new.lstrip("-").replace("-", "_")
+    p.add_argument(old, dest=dest, action=_Deprecated, new=new, nargs=0 if flag else None, **kw)
 
 
 def add_model_arguments(p: argparse.ArgumentParser, *, required: bool = False) -> None:
@@ -101,7 +120,7 @@ MODEL_FLAGS = ("arch", "structure", "layers", "dim", "vocab_size", "dropout_p", 
 
 def model_from_checkpoint(args: argparse.Namespace):
     """The verified model of ``--checkpoint``; model flags are refused (the config comes from the checkpoint)."""
-    from ..checkpoint import load_model
+    from ..runs.checkpoint import load_model
 
     given = [f"--{f.replace('_', '-')}" for f in MODEL_FLAGS if getattr(args, f, None) is not None]
     if given:

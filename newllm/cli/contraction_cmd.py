@@ -1,4 +1,4 @@
-"""``newllm contraction``: σ_max, ρ, pair-ratio bound and observed rate at the tokens' fixed points."""
+"""``newllm contraction``: σ_max, ρ, pair-ratio bound and observed factor at the tokens' fixed points."""
 
 from __future__ import annotations
 
@@ -22,11 +22,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--picard-iterations",
         type=int,
         default=1000,
-        help="plain iterations whose l2 trace gives the observed rate (default 1000)",
+        help="plain iterations whose l2 trace gives the observed factor (default 1000)",
     )
     g.add_argument(
-        "--tolerance", type=float, default=1e-10, help="rel residual of the fixed point (default 1e-10)"
+        "--threshold", type=float, default=1e-10, help="rel residual of the fixed point (default 1e-10)"
     )
+    common.deprecated_alias(g, "--tolerance", "--threshold", type=float)
     g.add_argument(
         "--refine-iterations", type=int, default=2000, help="Anderson iterations to the fixed point"
     )
@@ -60,13 +61,13 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.ascent_steps < 0:
         raise ValueError(f"--ascent-steps must be >= 0, got {args.ascent_steps}")
-    if not args.tolerance > 0:
-        raise ValueError(f"--tolerance must be > 0, got {args.tolerance}")
+    if not args.threshold > 0:
+        raise ValueError(f"--threshold must be > 0, got {args.threshold}")
     report = contraction_report(
         model,
         ids,
         picard_iterations=args.picard_iterations,
-        tolerance=args.tolerance,
+        threshold=args.threshold,
         refine_iterations=args.refine_iterations,
         spectral=args.spectral,
         pairs=args.pairs,

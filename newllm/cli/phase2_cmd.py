@@ -9,10 +9,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ..cache import CACHE_FILE, Phase1Cache, build_cache, load_cache, save_cache
-from ..checkpoint import MANIFEST, load_checkpoint
 from ..config import SolverConfig
+from ..phase1.cache import CACHE_FILE, Phase1Cache, build_cache, load_cache, save_cache
 from ..phase2 import Phase2Config, train_phase2
+from ..runs.checkpoint import MANIFEST, load_checkpoint
 from . import common
 
 NAME = "phase2"

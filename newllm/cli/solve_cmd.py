@@ -34,7 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--context-mode", choices=("reset", "carry"), default="reset", help="default reset")
     g.add_argument("--method", choices=("picard", "anderson"), default="picard", help="default picard")
     g.add_argument("--damping", type=float, default=1.0, help="Picard/Anderson damping beta (default 1)")
-    g.add_argument("--dropout", action="store_true", help="iterate in train mode with dropout on")
+    g.add_argument("--train-mode", action="store_true", help="iterate in train mode (dropout on)")
+    common.deprecated_alias(g, "--dropout", "--train-mode", flag=True)
     p.add_argument("--seed", type=int, default=0, help="seed for weights and dropout masks (default 0)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -48,7 +49,7 @@ def solver_config(args: argparse.Namespace) -> SolverConfig:
         context_mode=args.context_mode,
         method=args.method,
         damping=args.damping,
-        dropout=args.dropout,
+        train_mode=args.train_mode,
     )
 
 
@@ -78,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         "warmup": scfg.warmup,
         "context_mode": scfg.context_mode,
         "method": scfg.method,
-        "dropout": scfg.dropout,
+        "train_mode": scfg.train_mode,
         "seed": args.seed,
         "context_rms": report["context_rms"],
         "context_norm": report["context_norm"],

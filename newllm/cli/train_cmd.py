@@ -7,10 +7,10 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from ..distributed import Dist
-from ..jsonio import atomic_write_json
 from ..model import build_model
 from ..phase1 import Phase1Config, train_phase1
+from ..runs.distributed import Dist
+from ..runs.jsonio import atomic_write_json
 from . import common
 
 NAME = "train"
@@ -44,7 +44,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--lr", type=float, default=d.learning_rate, help=f"Adam learning rate (default {d.learning_rate:g})"
     )
     g.add_argument("--max-iterations", type=int, default=d.max_iterations, help=f"default {d.max_iterations}")
-    g.add_argument("--tolerance", type=float, default=d.tolerance, help="mse tolerance (default 0.01)")
+    g.add_argument("--threshold", type=float, default=d.threshold, help="mse threshold (default 0.01)")
+    common.deprecated_alias(g, "--tolerance", "--threshold", type=float)
     g.add_argument("--warmup", type=int, default=d.warmup, help="default 0")
     g.add_argument("--grad-clip", type=float, default=d.grad_clip, help="max grad norm (default 1.0)")
     g.add_argument(
@@ -74,7 +75,7 @@ def phase1_config(args: argparse.Namespace) -> Phase1Config:
         epochs=args.epochs,
         learning_rate=args.lr,
         max_iterations=args.max_iterations,
-        tolerance=args.tolerance,
+        threshold=args.threshold,
         warmup=args.warmup,
         grad_clip=args.grad_clip,
         loop=args.loop,

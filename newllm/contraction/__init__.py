@@ -8,7 +8,7 @@ function                       kind              what
 :func:`sigma_max`              ``lower_bound``   power iteration on ``JᵀJ`` (JVP/VJP): local σ_max
 :func:`spectral_radius`        exact/estimate    ρ(J): full-Jacobian eigvals or Arnoldi
 :func:`exact`                  ``exact``         σ_max and ρ from the full Jacobian (jacrev-style)
-:func:`observed_rate`          ``estimate``      geometric rate fitted to a solver's residual trace
+:func:`observed_factor`          ``estimate``      geometric factor fitted to a solver's residual trace
 =============================  ================  =============================================
 
 All norms are Euclidean (l2) over the context dimension. Estimators take a :data:`PointMap`
@@ -18,10 +18,10 @@ All norms are Euclidean (l2) over the context dimension. Estimators take a :data
 """
 
 from .estimate import KINDS, Estimate
+from .factor import fit_log_line, observed_factor, predict_iterations
 from .jacobian import exact, jacobian, spectrum
 from .maps import PointMap, eval_mode, linear_map, model_map
 from .pairs import DEFAULT_RADII, pair_ratio
-from .rate import fit_log_line, observed_rate, predict_iterations
 from .report import contraction_report, estimates_table
 from .spectral import EXACT_MAX_DIM, Products, arnoldi, sigma_max, spectral_radius
 
@@ -41,7 +41,7 @@ __all__ = [
     "jacobian",
     "linear_map",
     "model_map",
-    "observed_rate",
+    "observed_factor",
     "pair_ratio",
     "predict_iterations",
     "sigma_max",

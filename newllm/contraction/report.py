@@ -4,8 +4,8 @@ Steps, on a copy of the model in ``dtype`` (float64 by default, so rounding does
 estimates):
 
 1. plain iteration (Picard, damping 1) from zeros for ``picard_iterations`` with the trace
-   recorded, and the observed rate fitted to its l2 tail;
-2. Anderson from Picard's last iterate to ``rel < tolerance``: the fixed point ``c*``;
+   recorded, and the observed factor fitted to its l2 tail;
+2. Anderson from Picard's last iterate to ``rel < threshold``: the fixed point ``c*``;
 3. at ``c*``: σ_max and ρ (``spectral="exact"``: from the full Jacobian; ``iterative``: power
    iteration and Arnoldi; ``auto``: exact up to ``EXACT_MAX_DIM``), the pair ratio around ``c*``
    (a lower bound on the global Lipschitz constant), and the collapse diagnostics of the ``c*``.
@@ -26,10 +26,10 @@ from ..model import CVFPModel
 from ..solve import solve
 from ..tokens import as_token_tensor
 from .estimate import Estimate
+from .factor import observed_factor
 from .jacobian import exact
 from .maps import eval_mode, model_map
 from .pairs import DEFAULT_RADII, pair_ratio
-from .rate import observed_rate
 from .spectral import EXACT_MAX_DIM, arnoldi, sigma_max
 
 SPECTRAL = ("auto", "exact", "iterative")
@@ -41,7 +41,7 @@ def contraction_report(
     token_ids: torch.Tensor | Sequence[int],
     *,
     picard_iterations: int = 1000,
-    tolerance: float = 1e-10,
+    threshold: float = 1e-10,
     refine_iterations: int = 2000,
     spectral: str = "auto",
     power_iterations: int = 300,
@@ -53,9 +53,9 @@ def contraction_report(
     seed: int = 0,
 ) -> dict[str, Any]:
     """A JSON-ready dict: per-token and max/median ``sigma_max``, ``spectral_radius``,
-    ``pair_ratio``, ``observed_rate`` (each an :class:`Estimate` dict with its ``kind``),
+    ``pair_ratio``, ``observed_factor`` (each an :class:`Estimate` dict with its ``kind``),
     ``contractive`` (fraction of tokens with σ_max < 1), the solves' statistics and the collapse
-    diagnostics of the fixed points. ``tolerance`` is in the ``rel`` metric. Random choices come
+    diagnostics of the fixed points. ``threshold`` is in the ``rel`` metric. Random choices come
     from ``seed``. The model's own mode and dtype are left unchanged.
     """
     if spectral not in SPECTRAL:
@@ -63,7 +63,7 @@ def contraction_report(
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
     if picard_iterations < 2:
-        raise ValueError(f"picard_iterations must be >= 2 to fit a rate, got {picard_iterations}")
+        raise ValueError(f"picard_iterations must be >= 2 to fit a factor, got {picard_iterations}")
     ids = as_token_tensor(token_ids, model.config.vocab_size).reshape(-1)
     t0 = time.perf_counter()
     work = copy.deepcopy(model).to(DTYPES[dtype])
@@ -74,18 +74,18 @@ def contraction_report(
             ids,
             SolverConfig(
                 metric="rel",
-                threshold=tolerance,
+                threshold=threshold,
                 max_iterations=picard_iterations,
                 divergence_factor=None,
                 record_trace=True,
             ),
         )
-        rate = observed_rate(picard, metric="l2")
+        factor = observed_factor(picard, metric="l2")
         fixed = solve(
             work,
             ids,
             SolverConfig(
-                metric="rel", threshold=tolerance, max_iterations=refine_iterations, method="anderson"
+                metric="rel", threshold=threshold, max_iterations=refine_iterations, method="anderson"
             ),
             init=picard.context,
         )
@@ -107,7 +107,7 @@ def contraction_report(
         "sigma_max": sig.to_dict(),
         "spectral_radius": rho.to_dict(),
         "pair_ratio": pr.to_dict(),
-        "observed_rate": rate.to_dict(),
+        "observed_factor": factor.to_dict(),
         "contractive": sig.fraction_below(1.0),
         "pair_ratio_below_one": pr.fraction_below(1.0),
         "picard": {
@@ -119,7 +119,7 @@ def contraction_report(
         "fixed_point": {
             "converged": fixed.converged.tolist(),
             "rel_residual": fixed.residual["rel"].tolist(),
-            "tolerance": tolerance,
+            "threshold": threshold,
             "anderson_evaluations": fixed.evaluations.tolist(),
         },
         "collapse": {**collapse, "collapsed": diagnostics.is_collapsed(collapse)},
@@ -129,8 +129,8 @@ def contraction_report(
 
 def estimates_table(report: dict[str, Any]) -> list[str]:
     """Readable lines: one row per token, then max and median rows, then the summary."""
-    keys = ("sigma_max", "spectral_radius", "pair_ratio", "observed_rate")
-    head = ["sigma_max", "rho", "pair_ratio", "obs_rate"]
+    keys = ("sigma_max", "spectral_radius", "pair_ratio", "observed_factor")
+    head = ["sigma_max", "rho", "pair_ratio", "obs_factor"]
     kinds = [report[k]["kind"] for k in keys]
     lines = [f"{'token':>8} " + " ".join(f"{h:>11}" for h in head) + f" {'at c*':>6}"]
     lines.append(f"{'':>8} " + " ".join(f"{k:>11}" for k in kinds))

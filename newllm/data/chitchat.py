@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ._deps import require
-from .cache import build_once, cache_dir, file_sha256, text_sha256
+from .store import build_once, cache_dir, file_sha256, text_sha256
 
 #: Bump when the conversion or the file layout changes: it is part of the cache key.
 BUILD_VERSION = 1

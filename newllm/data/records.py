@@ -10,7 +10,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from .cache import text_sha256
+from .store import text_sha256
 
 ROLES = ("system", "user", "assistant")
 

@@ -24,8 +24,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 from ._deps import require
-from .cache import cache_dir
 from .chitchat import SPLITS, chitchat_corpus, corpus_meta
+from .store import cache_dir
 
 LOCAL_NAMES = ("ultrachat", "chitchat")
 HUB_ULTRACHAT = "HuggingFaceH4/ultrachat_200k"

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ._deps import require
-from .cache import build_once, cache_dir, file_sha256, text_sha256
+from .store import build_once, cache_dir, file_sha256, text_sha256
 
 IM_START = "<|im_start|>"
 IM_END = "<|im_end|>"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from .. import _fields as F
 
@@ -16,14 +16,18 @@ class Phase1Config:
     """Fixed-point training. Defaults are the seeds' reported settings (001/002).
 
     A token is converged, and its inner loop stops, at the first iteration ``k > warmup`` whose
-    training loss (``metrics.mse(new, c)``, per token) is below ``tolerance``.
+    training loss (``metrics.mse(new, c)``, per token) is below ``threshold`` (the stop rule,
+    :mod:`newllm.stop`).
     """
+
+    #: Deprecated keys still read (one release): old name -> new name (docs/glossary.md).
+    RENAMED: ClassVar[dict[str, str]] = {"tolerance": "threshold"}
 
     epochs: int = 3
     learning_rate: float = 1e-4
     max_iterations: int = 50
     #: In the ``mse`` metric: the training loss itself.
-    tolerance: float = 0.01
+    threshold: float = 0.01
     warmup: int = 0
     #: Max gradient norm (``clip_grad_norm_``); None disables clipping.
     grad_clip: float | None = 1.0
@@ -41,7 +45,7 @@ class Phase1Config:
         F.check_int("epochs", self.epochs, 1, 1_000_000)
         F.check_float("learning_rate", self.learning_rate, 0.0, 10.0, lo_open=True)
         F.check_int("max_iterations", self.max_iterations, 1, 1_000_000)
-        F.check_float("tolerance", self.tolerance, 0.0, None, lo_open=True)
+        F.check_float("threshold", self.threshold, 0.0, None, lo_open=True)
         F.check_int("warmup", self.warmup, 0, None)
         if self.warmup >= self.max_iterations:
             raise ValueError(

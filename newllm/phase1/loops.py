@@ -18,9 +18,9 @@ from dataclasses import dataclass
 import torch
 
 from .. import metrics
-from ..stop import Status, StopRule, StopState, stop
-from ..distributed import Dist
 from ..model import CVFPModel
+from ..runs.distributed import Dist
+from ..stop import Status, StopRule, StopState, stop
 from .config import Phase1Config
 
 
@@ -83,7 +83,7 @@ def train_group(
     conv = torch.zeros(n, dtype=torch.bool)
     final = torch.full((n,), math.nan, dtype=torch.float64)
     active = torch.arange(n)
-    rule = StopRule(metric="mse", threshold=config.tolerance, warmup=config.warmup)
+    rule = StopRule(metric="mse", threshold=config.threshold, warmup=config.warmup)
     state = StopState.start(n, dtype=torch.float64, device="cpu")
     steps = 0
     params = [p for p in model.parameters() if p.requires_grad]

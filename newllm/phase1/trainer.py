@@ -14,15 +14,15 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from .. import checkpoint as ckpt
 from .. import diagnostics
-from ..cache import CACHE_FILE, build_cache, save_cache
 from ..config import SolverConfig
-from ..distributed import Dist
-from ..jsonio import dumps
 from ..model import CVFPModel
-from ..runlock import RunLock, RunLocked
+from ..runs import checkpoint as ckpt
+from ..runs.distributed import Dist
+from ..runs.jsonio import dumps
+from ..runs.lock import RunLock, RunLocked
 from ..tokens import as_token_tensor
+from .cache import CACHE_FILE, build_cache, save_cache
 from .config import Phase1Config
 from .loops import StepModule, train_group
 
@@ -103,9 +103,9 @@ def train_phase1(
     """Train ``model`` in place for ``config.epochs`` epochs on ``samples`` (lists of token ids).
 
     With ``out_dir``: a checkpoint after every epoch, a JSON-lines log, and at the end the Phase 1
-    cache (eval-mode fixed points via :func:`newllm.solve`, ``cache_solver`` or mse < tolerance).
+    cache (eval-mode fixed points via :func:`newllm.solve`, ``cache_solver`` or mse < threshold).
     ``resume`` continues from the checkpoint in ``out_dir`` (from the start when the run was killed
-    before its first checkpoint); on CPU the result is bit-identical to an uninterrupted run. ``out_dir`` is locked (:class:`~newllm.runlock.RunLock`) while training.
+    before its first checkpoint); on CPU the result is bit-identical to an uninterrupted run. ``out_dir`` is locked (:class:`~newllm.runs.lock.RunLock`) while training.
     With ``dist`` (batched loop only) the samples of each batch are sharded over the ranks, gradients
     are all-reduced through DistributedDataParallel, and rank 0 writes checkpoints, log and cache.
     """
@@ -204,7 +204,7 @@ def _train(
         loaded = ckpt.load_checkpoint(out)
         run.checkpoint = out / ckpt.MANIFEST
         run.checkpoint_tag = loaded.tag
-        solver = cache_solver or SolverConfig(metric="mse", threshold=config.tolerance, max_iterations=200)
+        solver = cache_solver or SolverConfig(metric="mse", threshold=config.threshold, max_iterations=200)
         cache = build_cache(model, [t.tolist() for t in tensors], solver, checkpoint=loaded.tag)
         save_cache(out / CACHE_FILE, cache)
         run.cache = out / CACHE_FILE

@@ -20,11 +20,11 @@ import torch
 import torch.nn.functional as Fn
 from tqdm.auto import tqdm
 
-from .. import checkpoint as ckpt
-from ..cache import Phase1Cache
-from ..jsonio import dumps
 from ..model import CVFPModel
-from ..runlock import RunLock
+from ..phase1.cache import Phase1Cache
+from ..runs import checkpoint as ckpt
+from ..runs.jsonio import dumps
+from ..runs.lock import RunLock
 from .baselines import baseline_scores, unigram_probs
 from .config import Phase2Config
 from .head import PredictionHead, build_head

@@ -4,7 +4,7 @@ For each token, ``J`` is ``[C, C]`` (``torch.func.jacrev``, eval mode). ``sigma_
 singular value) is the local Lipschitz constant in l2: below 1 the map is a local contraction, the
 notes' "k < 1". ``rho`` (its spectral radius) decides local convergence of plain iteration: below 1
 the fixed point attracts, even when ``sigma_max >= 1``. Exact for the handful of tokens the report
-uses; ``newllm.lipschitz`` (estimators for many tokens) can replace :func:`jacobians` when wanted.
+uses; ``newllm.contraction`` (estimators for many tokens) can replace :func:`jacobians` when wanted.
 """
 
 from __future__ import annotations

@@ -24,19 +24,22 @@ from ..stop import Status, StopRule, replay
 from .compact import compact_model, remap
 from .contraction import gate_means, spectrum
 from .plan import PROBE_ITERATIONS, PROBE_JUDGES, Judge, Plan, Task, judges
-from .probe import Probe, judged, probe, rate_vs_tolerance
+from .probe import Probe, judged, probe, rate_vs_threshold
 
 #: Tokens whose residual traces are kept for the plots.
 TRACE_TOKENS = 3
 
 
 def run_task(task: Task, plan: Plan) -> dict[str, Any]:
-    """Run one task of ``plan``; see the module doc for the result's layout."""
+    """Run one task of ``plan`` with ``plan.threads`` torch threads (the numbers depend on them);
+    see the module doc for the result's layout."""
     t0 = time.perf_counter()
-    if task.experiment == "untrained":
-        out = _untrained(task, plan)
-    else:
-        out = _trained(task, plan)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(plan.threads)
+    try:
+        out = _untrained(task, plan) if task.experiment == "untrained" else _trained(task, plan)
+    finally:
+        torch.set_num_threads(threads)
     out.setdefault("timing", {})["seconds"] = time.perf_counter() - t0
     return {"task": task.name, "experiment": task.experiment, "key": task.key, "digest": task.digest, **out}
 
@@ -109,10 +112,10 @@ def _probe_all(
     out: dict[str, Any] = {
         "judges": {name: judged(p, solver_config(js[name])) for name in PROBE_JUDGES},
         "fixed_point": _fixed_point(model, p, ids, plan, contraction),
-        "tolerance_curve": {
+        "threshold_curve": {
             "metric": "rel",
-            "grid": plan.tolerance_grid,
-            "rate": rate_vs_tolerance(p, "rel", plan.tolerance_grid, PROBE_ITERATIONS),
+            "grid": plan.threshold_grid,
+            "rate": rate_vs_threshold(p, "rel", plan.threshold_grid, PROBE_ITERATIONS),
         },
         "traces": {m: p.residual[m][:, :TRACE_TOKENS].T.double().tolist() for m in ("l2", "mse")},
         "trace_token_ids": ids[:TRACE_TOKENS],

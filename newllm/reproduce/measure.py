@@ -115,7 +115,7 @@ def conditions_text(c: dict[str, Any]) -> str:
     if t:
         parts.append(
             f"trained: {t['loop']} loop, {t['epochs']} ep, lr {t['learning_rate']:g}, max {t['max_iterations']} it, "
-            f"tol mse {t['tolerance']:g}, warmup {t['warmup']}"
+            f"mse < {t['threshold']:g}, warmup {t['warmup']}"
         )
     if "ids" in c:
         parts.append(f"ids {c['ids']}")

@@ -70,8 +70,8 @@ PROBE_JUDGES = ("seed000", "mse_w100", "mse", "l2", "l2_equiv")
 
 #: Phase 1 recipes: the seeds' reported settings (001/002) and spec 004's hyperparameters.
 RECIPES: dict[str, dict[str, Any]] = {
-    "001": {"epochs": 3, "learning_rate": 1e-4, "max_iterations": 50, "tolerance": 0.01, "warmup": 0},
-    "004": {"epochs": 5, "learning_rate": 1e-4, "max_iterations": 200, "tolerance": 0.01, "warmup": 10},
+    "001": {"epochs": 3, "learning_rate": 1e-4, "max_iterations": 50, "threshold": 0.01, "warmup": 0},
+    "004": {"epochs": 5, "learning_rate": 1e-4, "max_iterations": 200, "threshold": 0.01, "warmup": 10},
 }
 
 
@@ -150,7 +150,7 @@ class Plan:
         return self.model_config("layerwise").context_dim
 
     @property
-    def tolerance_grid(self) -> list[float]:
+    def threshold_grid(self) -> list[float]:
         """``rel`` tolerances for the rate-vs-tolerance curves: 1e-6 .. 1, 4 per decade."""
         return [10.0 ** (-6 + i / 4) for i in range(25)]
 
@@ -210,7 +210,7 @@ class Plan:
             "threads": self.threads,
             "probe_iterations": PROBE_ITERATIONS,
             "contraction_tokens": self.contraction_tokens,
-            "tolerance_grid": self.tolerance_grid,
+            "threshold_grid": self.threshold_grid,
         }
 
     def _untrained(self, arch: str, seed: int, n: int, clamp: float | None) -> Task:

@@ -69,7 +69,7 @@ def rate_vs_tokens(curves: dict[str, Any], path: Path) -> Path:
     return _save(fig, path)
 
 
-def rate_vs_tolerance(curves: list[dict[str, Any]], path: Path) -> Path:
+def rate_vs_threshold(curves: list[dict[str, Any]], path: Path) -> Path:
     """``curves``: {arch, state, grid, rate} with the tolerance in ``rel`` units."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.5, 4))

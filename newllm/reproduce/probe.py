@@ -134,7 +134,7 @@ def judged(p: Probe, cfg: SolverConfig) -> dict:
     return out
 
 
-def rate_vs_tolerance(p: Probe, metric: str, grid: list[float], max_iterations: int) -> list[float]:
+def rate_vs_threshold(p: Probe, metric: str, grid: list[float], max_iterations: int) -> list[float]:
     """Convergence rate (warmup 0, no growth guard) for each threshold of ``grid`` in ``metric``."""
     r = p.residual[metric][:max_iterations]
     fin = p.finite[:max_iterations]

@@ -224,10 +224,10 @@ def _beyond(add, report: dict[str, Any], figures: dict[str, str]) -> None:
         f"{fmt(report['arithmetic']['rel_of_mse_0.01'])} (eval, warmup 0, 200 iterations)."
     )
     add("")
-    if "rate_vs_tolerance" in figures:
-        add(f"![rate vs tolerance]({figures['rate_vs_tolerance']})")
+    if "rate_vs_threshold" in figures:
+        add(f"![rate vs threshold]({figures['rate_vs_threshold']})")
         add("")
-    curves = b["rate_vs_tolerance"]
+    curves = b["rate_vs_threshold"]
     if curves:
         grid = curves[0]["grid"]
         picks = [i for i, g in enumerate(grid) if abs(round(_log10(g)) - _log10(g)) < 1e-9]

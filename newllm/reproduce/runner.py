@@ -14,8 +14,8 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import __version__
-from ..jsonio import atomic_write_bytes, dumps
 from ..metrics import convert_threshold
+from ..runs.jsonio import atomic_write_bytes, dumps
 from . import plots, store
 from .claims import load_claims
 from .experiments import run_task
@@ -145,9 +145,9 @@ def write_figures(out: Path, report: dict[str, Any]) -> dict[str, str]:
         return {}
     b, bp = report["beyond"], report["beyond_plots"]
     figs = {"rate_vs_tokens": plots.rate_vs_tokens(b["rate_vs_tokens"], out / "rate_vs_tokens.png").name}
-    if b["rate_vs_tolerance"]:
-        figs["rate_vs_tolerance"] = plots.rate_vs_tolerance(
-            b["rate_vs_tolerance"], out / "rate_vs_tolerance.png"
+    if b["rate_vs_threshold"]:
+        figs["rate_vs_threshold"] = plots.rate_vs_threshold(
+            b["rate_vs_threshold"], out / "rate_vs_threshold.png"
         ).name
     if bp["traces"]:
         a = report["arithmetic"]

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..jsonio import atomic_write_json
+from ..runs.jsonio import atomic_write_json
 from .plan import Task
 
 TASKS_DIR = "tasks"

@@ -51,7 +51,7 @@ def summarize(rows: list[dict[str, Any]], results: list[dict[str, Any]], plan: P
     first = min(plan.seeds)
     return {
         "rate_vs_tokens": _rate_vs_tokens(rows, plan),
-        "rate_vs_tolerance": _rate_vs_tolerance(results),
+        "rate_vs_threshold": _rate_vs_threshold(results),
         "traces": _pick(results, first, "traces"),
         "spectra": _pick(results, first, "spectrum"),
         "contraction": _table(
@@ -126,11 +126,11 @@ def _rate_vs_tokens(rows: list[dict[str, Any]], plan: Plan) -> dict[str, list[di
     return out
 
 
-def _rate_vs_tolerance(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _rate_vs_threshold(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     groups: dict[tuple, list[list[float]]] = {}
     grids: dict[tuple, list[float]] = {}
     for r in results:
-        tc = r.get("tolerance_curve")
+        tc = r.get("threshold_curve")
         k = r["key"]
         if tc is None or k.get("clamp") is not None:
             continue

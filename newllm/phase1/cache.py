@@ -23,10 +23,10 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 
-from .config import SolverConfig
-from .jsonio import atomic_write_bytes
-from .model import CVFPModel
-from .solve import solve
+from ..config import SolverConfig
+from ..model import CVFPModel
+from ..runs.jsonio import atomic_write_bytes
+from ..solve import solve
 
 CACHE_FILE = "cache.safetensors"
 

@@ -24,9 +24,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
-from .config import ModelConfig
+from ..config import ModelConfig
+from ..model import CVFPModel
 from .jsonio import atomic_write_bytes, atomic_write_json
-from .model import CVFPModel
 
 MANIFEST = "checkpoint.json"
 FORMAT = "newllm-checkpoint-1"

@@ -1,9 +1,10 @@
-"""Observed convergence rate: a geometric fit ``r_k ≈ C q^k`` to the tail of a solver's residual trace.
+"""Observed contraction factor ``q``: a geometric fit ``r_k ≈ C q^k`` to the tail of a solver's residual trace.
 
 For plain iteration (Picard, damping 1) near a fixed point the l2 residual shrinks by about ρ(J)
 per iteration, so the fitted ``q`` estimates ρ at the fixed point (an **estimate**: a cluster of
 eigenvalues near ρ or a transient that has not died out pulls it below ρ; a non-normal J can
-make the residual grow for a while). Anderson traces give Anderson's own rate, not ρ.
+make the residual grow for a while). Anderson traces give Anderson's own factor, not ρ.
+("rate" in newllm is the converged fraction; see docs/glossary.md.)
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from ..result import FixedPointResult
 from ..stop import Status, StopRule, replay
 from .estimate import Estimate
 
-#: The metrics whose residual scales like ``‖Δ‖²`` (so their rate is q²).
+#: The metrics whose residual scales like ``‖Δ‖²`` (so their factor is q²).
 _SQUARED = ("mse",)
 
 
@@ -50,10 +51,10 @@ def fit_log_line(trace: torch.Tensor, *, tail: float = 0.5, min_points: int = 5,
     return ym - slope * km, slope, n.long()
 
 
-def observed_rate(
+def observed_factor(
     result: FixedPointResult, *, metric: str = "l2", tail: float = 0.5, min_points: int = 5
 ) -> Estimate:
-    """Per-token geometric rate ``q`` of the residual fitted on the tail of ``result.trace[metric]``.
+    """Per-token geometric factor ``q`` of the residual fitted on the tail of ``result.trace[metric]``.
 
     Needs a result solved with ``record_trace=True``. ``q`` is per iteration and in l2 units (an
     ``mse`` fit is square-rooted). Residuals at the rounding floor (``rel`` below 100 eps) are left
@@ -62,7 +63,7 @@ def observed_rate(
     ``result.iterations``).
     """
     if result.trace is None:
-        raise ValueError("observed_rate needs the residual trace: solve with record_trace=True")
+        raise ValueError("observed_factor needs the residual trace: solve with record_trace=True")
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; expected one of {', '.join(METRICS)}")
     trace = {m: v.reshape(v.shape[0], -1) for m, v in result.trace.items()}
@@ -74,28 +75,28 @@ def observed_rate(
         return fit_log_line(t, tail=tail, min_points=min_points)
 
     _, slope, points = fit(metric)
-    rate = torch.exp(slope / (2.0 if metric in _SQUARED else 1.0))
+    factor = torch.exp(slope / (2.0 if metric in _SQUARED else 1.0))
     a_own, b_own, _ = fit(result.metric)
     with torch.no_grad():
         k_star = (math.log(result.threshold) - a_own) / b_own
     k_star = torch.where(b_own < 0, torch.ceil(k_star), torch.full_like(k_star, math.inf))
     return Estimate(
-        "observed_rate",
+        "observed_factor",
         "estimate",
         f"log-linear fit to the last {tail:.0%} of the {metric} trace",
-        rate,
+        factor,
         {"points": points.cpu(), "predicted_iterations": k_star.cpu(), "fit_metric": metric},
     )
 
 
-def predict_iterations(rate: torch.Tensor, first: torch.Tensor, threshold: float, *, power: int = 1):
-    """Iterations for a residual ``first`` (at iteration 1) shrinking by ``rate**power`` per
-    iteration to fall below ``threshold``: ``1 + ⌈log(threshold / first) / (power log rate)⌉``
-    (inf for ``rate >= 1``, 1 when already below)."""
-    rate = torch.as_tensor(rate, dtype=torch.float64)
+def predict_iterations(factor: torch.Tensor, first: torch.Tensor, threshold: float, *, power: int = 1):
+    """Iterations for a residual ``first`` (at iteration 1) shrinking by ``factor**power`` per
+    iteration to fall below ``threshold``: ``1 + ⌈log(threshold / first) / (power log factor)⌉``
+    (inf for ``factor >= 1``, 1 when already below)."""
+    factor = torch.as_tensor(factor, dtype=torch.float64)
     first = torch.as_tensor(first, dtype=torch.float64)
-    steps = torch.ceil(torch.log(threshold / first) / (power * torch.log(rate))).clamp_min(0)
+    steps = torch.ceil(torch.log(threshold / first) / (power * torch.log(factor))).clamp_min(0)
     flat = first.expand(steps.shape).reshape(1, -1)  # one recorded iteration per token
     below = (replay(flat, StopRule(threshold=threshold))[0] == Status.CONVERGED).reshape(steps.shape)
     steps = torch.where(below, torch.zeros_like(steps), steps)
-    return torch.where((rate >= 1) & ~below, torch.full_like(steps, math.inf), 1 + steps)
+    return torch.where((factor >= 1) & ~below, torch.full_like(steps, math.inf), 1 + steps)

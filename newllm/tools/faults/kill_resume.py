@@ -1,6 +1,6 @@
 """SIGKILL a ``newllm train`` process at random moments, resume it, and compare with an uninterrupted run.
 
-``python -m newllm.faults.kill_resume --kills 20 --out DIR`` prints one JSON line per kill and a
+``python -m newllm.tools.faults.kill_resume --kills 20 --out DIR`` prints one JSON line per kill and a
 summary; exit 1 when any resumed run differs from the reference bit for bit.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import MANIFEST, load_checkpoint
+from ...runs.checkpoint import MANIFEST, load_checkpoint
 
 #: A small but not instant Phase 1 job (spec loop, reduced vocab): several epochs, several seconds.
 TRAIN_ARGS = [
@@ -36,7 +36,7 @@ TRAIN_ARGS = [
     "spec",
     "--lr",
     "1e-3",
-    "--tolerance",
+    "--threshold",
     "1e-4",
     "--max-iterations",
     "12",

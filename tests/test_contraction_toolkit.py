@@ -17,7 +17,7 @@ from torch.func import jacrev
 from newllm import SolverConfig, iterate, solve
 from newllm import contraction as C
 from newllm.cli.main import main
-from newllm.jsonio import dumps
+from newllm.runs.jsonio import dumps
 from tests.helpers import tiny_model
 
 D = 12
@@ -145,7 +145,7 @@ def complex_dominant(d: int = 16, seed: int = 4) -> torch.Tensor:
     return torch.stack(out)
 
 
-def test_complex_dominant_pair_arnoldi_and_observed_rate():
+def test_complex_dominant_pair_arnoldi_and_observed_factor():
     a = complex_dominant()
     rho = truth(a)[1]
     torch.testing.assert_close(rho, torch.full((2,), 0.9, dtype=torch.float64), rtol=1e-10, atol=0)
@@ -154,7 +154,7 @@ def test_complex_dominant_pair_arnoldi_and_observed_rate():
     b = points(a, seed=3)
     cfg = SolverConfig(metric="l2", threshold=1e-13, max_iterations=400, record_trace=True)
     res = iterate(affine_rows(a, b), 0 * b, cfg)
-    torch.testing.assert_close(C.observed_rate(res).values, rho, rtol=1e-2, atol=0)
+    torch.testing.assert_close(C.observed_factor(res).values, rho, rtol=1e-2, atol=0)
 
 
 def test_pair_ratio_is_a_lower_bound_that_ascent_sharpens(case):
@@ -177,14 +177,14 @@ def affine_rows(a: torch.Tensor, b: torch.Tensor):
     return fn
 
 
-def test_observed_rate_is_exact_on_a_scaled_orthogonal_map():
+def test_observed_factor_is_exact_on_a_scaled_orthogonal_map():
     # residual g_{k+1} = A g_k with A = 0.5 Q, 0.9 Q: it shrinks by exactly the scale per iteration
     a = scaled_orthogonal()[:2]
     b = points(a)
     cfg = SolverConfig(metric="l2", threshold=1e-9, max_iterations=400, record_trace=True)
     res = iterate(affine_rows(a, b), 0 * b, cfg)
     assert bool(res.converged.all())
-    rate = C.observed_rate(res)
+    rate = C.observed_factor(res)
     assert rate.kind == "estimate"
     torch.testing.assert_close(rate.values, SCALES[:2], rtol=1e-6, atol=0)
     pred = rate.details["predicted_iterations"]
@@ -194,24 +194,24 @@ def test_observed_rate_is_exact_on_a_scaled_orthogonal_map():
     assert bool(((from_rate - res.iterations.double()).abs() <= 1).all()), (from_rate, res.iterations)
 
 
-def test_observed_rate_approaches_rho_on_a_nonnormal_affine_map():
+def test_observed_factor_approaches_rho_on_a_nonnormal_affine_map():
     # σ_max > 1: the residual first grows, then shrinks at ρ = 0.8
     b = points(NONNORMAL)
     cfg = SolverConfig(metric="mse", threshold=1e-24, max_iterations=150, record_trace=True)
     res = iterate(affine_rows(NONNORMAL, b), 0 * b, cfg)
     for metric in ("l2", "mse", "rms"):
         torch.testing.assert_close(
-            C.observed_rate(res, metric=metric).values,
+            C.observed_factor(res, metric=metric).values,
             torch.full((3,), 0.8, dtype=torch.float64),
             rtol=1e-2,
             atol=0,
         )
 
 
-def test_observed_rate_needs_a_trace_and_predict_handles_edges():
+def test_observed_factor_needs_a_trace_and_predict_handles_edges():
     res = iterate(lambda z, rows: 0.5 * z, torch.ones(2, 3, dtype=torch.float64), SolverConfig(metric="l2"))
     with pytest.raises(ValueError, match="record_trace=True"):
-        C.observed_rate(res)
+        C.observed_factor(res)
     p = C.predict_iterations(torch.tensor([0.5, 1.0, 2.0, 0.5]), torch.tensor([1.0, 1.0, 1.0, 1e-3]), 1e-2)
     assert p.tolist() == [8.0, math.inf, math.inf, 1.0]
 
@@ -300,7 +300,7 @@ def test_observed_picard_rate_matches_rho_on_a_tiny_model(tiny):
     m, z = tiny
     rho = C.exact(C.model_map(m, IDS), z)["spectral_radius"].values
     res = solve(m, IDS, SolverConfig(metric="rel", threshold=1e-13, max_iterations=500, record_trace=True))
-    torch.testing.assert_close(C.observed_rate(res).values, rho, rtol=2e-2, atol=0)
+    torch.testing.assert_close(C.observed_factor(res).values, rho, rtol=2e-2, atol=0)
 
 
 def test_model_map_refuses_train_mode_and_wrong_shapes(tiny):
@@ -326,10 +326,10 @@ def test_report_keys_kinds_and_consistency():
     m.train()
     rep = C.contraction_report(m, IDS, picard_iterations=100, refine_iterations=100, pairs=2, ascent_steps=2)
     assert m.training and next(m.parameters()).dtype == torch.float32  # the caller's model is untouched
-    for key in ("sigma_max", "spectral_radius", "pair_ratio", "observed_rate"):
+    for key in ("sigma_max", "spectral_radius", "pair_ratio", "observed_factor"):
         assert len(rep[key]["values"]) == len(IDS) and {"max", "median", "kind"} <= set(rep[key])
     assert rep["sigma_max"]["kind"] == rep["spectral_radius"]["kind"] == "exact"
-    assert rep["pair_ratio"]["kind"] == "lower_bound" and rep["observed_rate"]["kind"] == "estimate"
+    assert rep["pair_ratio"]["kind"] == "lower_bound" and rep["observed_factor"]["kind"] == "estimate"
     sig = torch.tensor(rep["sigma_max"]["values"])
     assert rep["contractive"] == float((sig < 1).double().mean())
     assert all(
@@ -354,7 +354,7 @@ def test_contraction_cli_json(capsys):
     out = capsys.readouterr().out
     assert code == 0
     o = json.loads(out)
-    for key in ("sigma_max", "spectral_radius", "pair_ratio", "observed_rate"):
+    for key in ("sigma_max", "spectral_radius", "pair_ratio", "observed_factor"):
         assert len(o[key]["values"]) == 3 and "max" in o[key] and "median" in o[key]
     assert 0 <= o["contractive"] <= 1 and o["token_ids"] == [21, 42, 63]
     assert o["arch"] == "layerwise" and "effective_rank" in o["collapse"]
@@ -367,7 +367,7 @@ def test_contraction_cli_json(capsys):
     "extra, message",
     [
         (["--pairs", "0"], "--pairs must be >= 1"),
-        (["--tolerance", "0"], "--tolerance must be > 0"),
+        (["--threshold", "0"], "--threshold must be > 0"),
         (["--checkpoint", "/nonexistent/run", "--dim", "8"], "cannot be combined with --checkpoint"),
     ],
 )

@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
-from .config import ModelConfig
-from .result import FixedPointResult
+from ..config import ModelConfig
+from ..result import FixedPointResult
 
 
 def step_matmul_shapes(config: ModelConfig) -> list[tuple[int, int]]:

@@ -1,0 +1,1 @@
+"""Tooling around the package: performance measurement, benchmark reports, fault injection."""
