@@ -53,6 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        args._argv = list(sys.argv[1:] if argv is None else argv)  # for the `--resume` line after Ctrl-C
         if getattr(args, "_run", None) is None:
             parser.print_help(sys.stderr)
             return 2
