@@ -173,17 +173,6 @@ def run(args: argparse.Namespace) -> int:
     masks = loss_masks(meta, own) if cfg.assistant_only else None
     cache, cache_seconds = contexts(ck.model, own, args.cache_mode, out, args.resume)
 
-    def on_epoch(e) -> None:
-        if args.json:
-            common.print_json({"event": "epoch", **asdict(e)})
-        else:
-            v = e.val
-            print(
-                f"epoch {e.epoch}/{cfg.epochs} | train loss {e.train_loss:.4f} | val ce {v['ce']:.4f} "
-                f"ppl {v['ppl']:.1f} acc {v['acc']:.4f} | {e.seconds:.1f} s",
-                flush=True,
-            )
-
     state = {
         "phase1_checkpoint": str(run_dir.path.resolve()),
         "phase1_tag": ck.tag,
@@ -199,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
             out_dir=out.path,
             resume=args.resume,
             progress=not args.quiet,
-            on_epoch=on_epoch,
+            on_epoch=_epoch_printer(args, cfg.epochs),
             state=state,
             keep_cache=cache is not own,  # contexts rebuilt in another mode: the Phase 2 run keeps them
             notice=common.note,
@@ -231,15 +220,34 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         common.print_json(final)
     else:
-        for name, s in [("model", r.final.val), *((k, v.to_dict()) for k, v in r.baselines.items())]:
-            print(
-                f"{name:>8}: val ce {s['ce']:.4f}  ppl {s['ppl']:.1f}  acc {s['acc']:.4f}  ({s['positions']} positions)"
-            )
-        print(
-            f"contexts {final['cache_mode']}; {'beats' if final['beats_bigram'] else 'does NOT beat'} the bigram "
-            f"baseline (cross-entropy); checkpoint {out.path}"
-        )
+        _print_text(final, r)
     return 0
+
+
+def _epoch_printer(args: argparse.Namespace, epochs: int):
+    def on_epoch(e) -> None:
+        if args.json:
+            common.print_json({"event": "epoch", **asdict(e)})
+        else:
+            v = e.val
+            print(
+                f"epoch {e.epoch}/{epochs} | train loss {e.train_loss:.4f} | val ce {v['ce']:.4f} "
+                f"ppl {v['ppl']:.1f} acc {v['acc']:.4f} | {e.seconds:.1f} s",
+                flush=True,
+            )
+
+    return on_epoch
+
+
+def _print_text(final: dict[str, Any], r) -> None:
+    for name, s in [("model", r.final.val), *((k, v.to_dict()) for k, v in r.baselines.items())]:
+        print(
+            f"{name:>8}: val ce {s['ce']:.4f}  ppl {s['ppl']:.1f}  acc {s['acc']:.4f}  ({s['positions']} positions)"
+        )
+    print(
+        f"contexts {final['cache_mode']}; {'beats' if final['beats_bigram'] else 'does NOT beat'} the bigram "
+        f"baseline (cross-entropy); checkpoint {final['checkpoint']}"
+    )
 
 
 def _data_summary(meta: dict[str, Any] | None) -> dict[str, Any] | None:

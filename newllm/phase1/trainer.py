@@ -20,7 +20,6 @@ from .. import diagnostics
 from ..config import SolverConfig
 from ..model import CVFPModel
 from ..runs.checkpoint import (
-    CheckpointError,
     load_checkpoint,
     restore_training_state,
     save_checkpoint,
@@ -28,6 +27,7 @@ from ..runs.checkpoint import (
 )
 from ..runs.distributed import Dist
 from ..runs.jsonio import dumps
+from ..runs.manifest import Manifest
 from ..runs.rundir import LOG_FILE, Identity, Notice, RunDir, interrupts, open_run
 from ..tokens import as_token_tensor
 from .cache import build_cache, cache_bytes, samples_digest
@@ -204,19 +204,16 @@ def _begin(rd: RunDir | None, job: _Job, run: Phase1Run, resume: bool, notice: N
     """The epoch to continue after: 0 for a fresh run, else the checkpoint's (weights, Adam, RNG restored)."""
     if rd is None:
         return 0
-    m = rd.begin(job.identity(), resume=resume, notice=notice if job.dist.is_main else None)
-    if m is None:
-        return 0
-    ck = load_checkpoint(rd, with_optimizer=True, expect_config=job.model.config)
-    job.model.load_state_dict(ck.model.state_dict())
-    restore_training_state(ck, job.opt, job.gen, job.dist.rank)
-    try:
-        run.epochs = [EpochStats(**h) for h in ck.state["history"]]
-    except TypeError as exc:
-        raise CheckpointError(
-            f"{str(rd.manifest_path)!r}: state.history holds an invalid epoch: {exc}"
-        ) from None
-    return ck.epoch
+
+    def restore(m: Manifest) -> None:
+        ck = load_checkpoint(rd, with_optimizer=True, expect_config=job.model.config)
+        job.model.load_state_dict(ck.model.state_dict())
+        restore_training_state(ck, job.opt, job.gen, job.dist.rank)
+        run.epochs = rd.history(m, EpochStats)
+
+    return rd.begin(
+        job.identity(), resume=resume, restore=restore, notice=notice if job.dist.is_main else None
+    )
 
 
 def _epoch(job: _Job, epoch: int, run: Phase1Run) -> EpochStats:

@@ -33,6 +33,7 @@ from ..runs.checkpoint import (
     save_checkpoint,
     training_state,
 )
+from ..runs.manifest import Manifest
 from ..runs.rundir import LOG_FILE, Identity, Notice, RunDir, interrupts, open_run
 from .baselines import baseline_scores, unigram_probs
 from .config import Phase2Config
@@ -219,22 +220,19 @@ def _begin(rd: RunDir | None, job: _Job, run: Phase2Run, resume: bool, notice: N
     """The epoch to continue after: 0 for a fresh run, else the checkpoint's (head, Adam, shuffle restored)."""
     if rd is None:
         return 0
-    m = rd.begin(job.identity(), resume=resume, notice=notice)
-    if m is None:
-        return 0
-    ck = load_checkpoint(rd, with_optimizer=True, expect_config=job.model.config, extras=(HEAD_FILE,))
-    saved, given = ck.model.state_dict(), job.model.state_dict()
-    if any(not torch.equal(saved[k], given[k]) for k in given):
-        raise ValueError(f"cannot resume {str(rd.path)!r}: its Phase 1 weights differ from the given model's")
-    _load_head(job.head, ck)
-    restore_training_state(ck, job.opt, job.gen)
-    try:
-        run.epochs = [Phase2Epoch(**h) for h in ck.state["history"]]
-    except TypeError as exc:
-        raise CheckpointError(
-            f"{str(rd.manifest_path)!r}: state.history holds an invalid epoch: {exc}"
-        ) from None
-    return ck.epoch
+
+    def restore(m: Manifest) -> None:
+        ck = load_checkpoint(rd, with_optimizer=True, expect_config=job.model.config, extras=(HEAD_FILE,))
+        saved, given = ck.model.state_dict(), job.model.state_dict()
+        if any(not torch.equal(saved[k], given[k]) for k in given):
+            raise ValueError(
+                f"cannot resume {str(rd.path)!r}: its Phase 1 weights differ from the given model's"
+            )
+        _load_head(job.head, ck)
+        restore_training_state(ck, job.opt, job.gen)
+        run.epochs = rd.history(m, Phase2Epoch)
+
+    return rd.begin(job.identity(), resume=resume, restore=restore, notice=notice)
 
 
 def _epoch(job: _Job, epoch: int) -> Phase2Epoch:
@@ -309,7 +307,7 @@ def load_phase2(directory: str | Path) -> tuple[CVFPModel, PredictionHead, dict[
         )
     c = load_checkpoint(rd, extras=(HEAD_FILE,))
     try:
-        cfg = Phase2Config.from_dict(c.state.get("phase2_config"))
+        cfg = Phase2Config.from_dict(c.state.get("phase2_config"))  # type: ignore[arg-type]
     except ValueError as exc:
         raise CheckpointError(f"{str(rd.manifest_path)!r}: invalid phase2_config: {exc}") from None
     phase2_solver(c.state, rd.manifest_path)

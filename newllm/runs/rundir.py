@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from safetensors import SafetensorError
@@ -49,6 +49,7 @@ from .manifest import (
 
 LOG_FILE = "log.jsonl"
 Notice = Callable[[str], None]
+T = TypeVar("T")
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -240,11 +241,11 @@ class RunDir:
         """
         m = self.manifest()
         keep = {k: e for k, e in m.files.items() if k != kind}
-        args = dict(kind=m.kind, epoch=m.epoch, model_config=m.model_config, state=m.state)
         if kind in m.files:
-            self.commit(**args, files=keep)
+            self.commit(kind=m.kind, epoch=m.epoch, model_config=m.model_config, state=m.state, files=keep)
         entry = self.write(kind, data, epoch=m.epoch)
-        self.commit(**args, files={**keep, kind: entry})
+        files = {**keep, kind: entry}
+        self.commit(kind=m.kind, epoch=m.epoch, model_config=m.model_config, state=m.state, files=files)
         return entry
 
     def commit(
@@ -284,6 +285,15 @@ class RunDir:
         except (OSError, CheckpointError):
             return set()
 
+    def history(self, m: Manifest, cls: Callable[..., T]) -> list[T]:
+        """``state.history`` of ``m`` (checked by :func:`check_resume`) as ``cls`` objects, one per epoch."""
+        try:
+            return [cls(**h) for h in m.state["history"]]
+        except TypeError as exc:
+            raise CheckpointError(
+                f"{str(self.manifest_path)!r}: state.history holds an invalid epoch: {exc}"
+            ) from None
+
     def log(self, event: dict[str, Any]) -> None:
         """Append one JSON line to ``log.jsonl``."""
         with open(self.path / LOG_FILE, "a") as fh:
@@ -298,18 +308,27 @@ class RunDir:
 
     # --- the start of a training run ----------------------------------------------------------------
 
-    def begin(self, ident: Identity, *, resume: bool, notice: Notice | None = None) -> Manifest | None:
-        """Decide fresh start or resume: the manifest to resume from (checked against ``ident``), or None.
+    def begin(
+        self,
+        ident: Identity,
+        *,
+        resume: bool,
+        restore: Callable[[Manifest], None],
+        notice: Notice | None = None,
+    ) -> int:
+        """Start a training run here: the epoch to continue after (0: a fresh start).
 
         Without ``resume`` a directory holding a checkpoint is refused. With ``resume``, a directory that
-        did not exist or holds no checkpoint starts at epoch 1, saying so through ``notice``.
+        did not exist or holds no checkpoint starts at epoch 1, saying so through ``notice``; otherwise the
+        checkpoint is checked against ``ident`` (:func:`check_resume`), ``restore(manifest)`` loads it, and
+        ``notice`` gets "resuming from epoch N of M".
         """
         say = notice or (lambda _msg: None)
         if not self.has_manifest():
             if resume:
                 why = "holds no checkpoint yet (no epoch was saved)" if self.existed else "did not exist"
                 say(f"note: --resume: {str(self.path)!r} {why}; starting at epoch 1 of {ident.epochs}")
-            return None
+            return 0
         if not resume:
             raise CheckpointError(
                 f"{str(self.path)!r} already holds a checkpoint (epoch {self.saved_epoch()}): pass --resume to "
@@ -317,9 +336,10 @@ class RunDir:
             )
         m = self.manifest()
         check_resume(self, m, ident)
+        restore(m)
         left = "" if m.epoch < ident.epochs else " (no epochs left to run)"
         say(f"resuming from epoch {m.epoch} of {ident.epochs} in {str(self.path)!r}{left}")
-        return m
+        return m.epoch
 
 
 def check_resume(rd: RunDir, m: Manifest, ident: Identity) -> None:
