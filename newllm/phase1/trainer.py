@@ -100,7 +100,7 @@ def make_optimizer(model: CVFPModel, config: Phase1Config) -> torch.optim.Adam:
         return torch.optim.Adam(model.parameters(), lr=config.learning_rate)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class _Job:
     """The fixed parts of one Phase 1 run: model, token tensors, optimizer, generator, ranks."""
 
@@ -197,7 +197,18 @@ def _job(model, samples, config: Phase1Config, dist: Dist, progress: bool, data)
 
         stepper = DistributedDataParallel(StepModule(model), device_ids=None if dev.type == "cpu" else [dev])
     snapshot = None if data is None else (dumps(data, indent=2) + "\n").encode()
-    return _Job(model, config, tensors, samples_digest(samples), opt, gen, dist, stepper, progress, snapshot)
+    return _Job(
+        model=model,
+        config=config,
+        tensors=tensors,
+        digest=samples_digest(samples),
+        opt=opt,
+        gen=gen,
+        dist=dist,
+        stepper=stepper,
+        progress=progress,
+        data=snapshot,
+    )
 
 
 def _begin(rd: RunDir | None, job: _Job, run: Phase1Run, resume: bool, notice: Notice | None) -> int:

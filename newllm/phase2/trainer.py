@@ -93,7 +93,7 @@ def evaluate(head: PredictionHead, contexts: torch.Tensor, pairs: Pairs, batch_s
     return scores(torch.cat(logp), torch.cat(correct))
 
 
-@dataclass
+@dataclass(kw_only=True)
 class _Job:
     """The fixed parts of one Phase 2 run: the Phase 1 model and contexts, the head, optimizer, generator."""
 
@@ -111,6 +111,26 @@ class _Job:
     extra: dict[str, Any]
     #: The cache's bytes when the run directory keeps its own copy (contexts rebuilt in another mode).
     cache_file: bytes | None
+
+    @classmethod
+    def start(
+        cls, model, cache: Phase1Cache, run: Phase2Run, *, progress: bool, extra, keep_cache: bool
+    ) -> _Job:
+        """Adam on the head, the shuffle generator (seed + 1) and the data digest of ``run``'s pairs."""
+        return cls(
+            model=model,
+            cache=cache,
+            config=run.config,
+            head=run.head,
+            train=run.train_pairs,
+            val=run.val_pairs,
+            opt=torch.optim.Adam(run.head.parameters(), lr=run.config.learning_rate),
+            gen=torch.Generator().manual_seed(run.config.seed + 1),
+            digest=data_digest(cache, run.train_pairs, run.val_pairs),
+            progress=progress,
+            extra=extra,
+            cache_file=cache_bytes(cache) if keep_cache else None,
+        )
 
     def identity(self) -> Identity:
         return Identity(
@@ -149,24 +169,7 @@ def train_phase2(
     ``notice`` and Ctrl-C as in :func:`~newllm.phase1.train_phase1`.
     """
     run = _prepare(model, cache, config, conversation_ids, loss_masks)
-    opt = torch.optim.Adam(run.head.parameters(), lr=config.learning_rate)
-    gen = torch.Generator().manual_seed(config.seed + 1)
-    digest = data_digest(cache, run.train_pairs, run.val_pairs)
-    kept = cache_bytes(cache) if keep_cache else None
-    job = _Job(
-        model,
-        cache,
-        config,
-        run.head,
-        run.train_pairs,
-        run.val_pairs,
-        opt,
-        gen,
-        digest,
-        progress,
-        state or {},
-        kept,
-    )
+    job = _Job.start(model, cache, run, progress=progress, extra=state or {}, keep_cache=keep_cache)
     if resume and out_dir is None:
         raise ValueError("resume needs out_dir")
     with open_run(out_dir) as rd, interrupts(rd, config.epochs):
