@@ -92,9 +92,9 @@ def synopsis(prog: str, parser: argparse.ArgumentParser) -> str:
     mutually exclusive groups as ``(a | b)`` when required, ``[a | b]`` otherwise."""
     items: list[str] = []
     grouped: dict[int, argparse._MutuallyExclusiveGroup] = {}
-    for group in parser._mutually_exclusive_groups:
-        for a in group._group_actions:
-            grouped[id(a)] = group
+    for mx in parser._mutually_exclusive_groups:
+        for a in mx._group_actions:
+            grouped[id(a)] = mx
     done: set[int] = set()
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
