@@ -7,27 +7,29 @@ satisfying :mod:`newllm.protocol` (``embed``, ``step``, ``initial_context`` on a
 
 from .check import CHECKS, check_model, check_names, run_check
 from .collapse import judge_collapse
-from .compare import solve_mismatches
+from .compare import solve_mismatches, take
 from .gate import load_baseline, make_baseline, rate_regressed
 from .parametrize import parametrize_with_checks
-from .parity import parity
+from .parity import batch_step_gap, compare_copies
 from .probe import Probe
 from .report import STATUSES, CheckReport, CheckResult
 
 __all__ = [
     "CHECKS",
     "STATUSES",
+    "batch_step_gap",
     "CheckReport",
     "CheckResult",
     "Probe",
     "check_model",
     "check_names",
+    "compare_copies",
     "judge_collapse",
     "load_baseline",
     "make_baseline",
     "parametrize_with_checks",
-    "parity",
     "rate_regressed",
     "run_check",
     "solve_mismatches",
+    "take",
 ]

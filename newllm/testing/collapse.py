@@ -11,7 +11,6 @@ from .. import diagnostics
 from .probe import Probe, labels
 from .report import CheckResult
 
-
 #: ``is_collapsed``'s limits (min_rms, max_cosine, mean_cosine), read from its signature: one place.
 LIMITS = {k: p.default for k, p in inspect.signature(diagnostics.is_collapsed).parameters.items()
           if p.default is not inspect.Parameter.empty}
@@ -36,8 +35,10 @@ def judge_collapse(contexts: torch.Tensor, token_ids: torch.Tensor) -> CheckResu
     seen: dict[int, int] = {}
     keep = [i for i, t in enumerate(ids.tolist()) if seen.setdefault(t, i) == i]
     x, ids = x[keep], ids[keep]
+    if x.shape[0] < 2:
+        return CheckResult("collapse", "skipped", "fewer than 2 distinct probe tokens: nothing to compare")
     rep = diagnostics.collapse_report(x, ids)
-    i, j, cos = _closest_pair(x) if x.shape[0] >= 2 else (0, 0, float("nan"))
+    i, j, cos = _closest_pair(x)
     rms = diagnostics.context_rms(x.double())
     low = int(rms.argmin())
     parts = {

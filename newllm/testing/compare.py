@@ -62,20 +62,22 @@ def solve_mismatches(
         raise ValueError("comparing solves needs their traces (SolverConfig.record_trace=True)")
     thr, metric = a.threshold, a.metric
     la, lb = labels_ab
-    out = []
     gap = entry_gap(a.context, b.context)
-    for t in range(ids.numel()):
+    parted = ((a.iterations != b.iterations) | (a.status != b.status)).cpu()
+    apart = ~parted & (a.status == Status.CONVERGED).cpu() & ~(gap <= ctx_bound)
+    out = []
+    for t in (parted | apart).nonzero().flatten().tolist():
         ka, kb, sa, sb = int(a.iterations[t]), int(b.iterations[t]), int(a.status[t]), int(b.status[t])
         who = labels(ids, [t])
-        if ka != kb or sa != sb:
-            k = min(ka, kb)
-            ra, rb = float(a.trace[metric][k - 1, t]), float(b.trace[metric][k - 1, t])
-            if not (relative_gap(ra, thr) <= band and relative_gap(rb, thr) <= band):
-                out.append(
-                    f"{who}: {la} {Status(sa).label} at iteration {ka}, {lb} {Status(sb).label} at {kb}; "
-                    f"{metric} residuals at iteration {k}: {ra:.6g} vs {rb:.6g} (threshold {thr:.6g}, "
-                    f"rounding band {band:.0e} relative)"
-                )
-        elif sa == Status.CONVERGED and not float(gap[t]) <= ctx_bound:
+        if not parted[t]:
             out.append(f"{who}: contexts differ by {float(gap[t]):.3g} > {ctx_bound:.0e} (both at iteration {ka})")
+            continue
+        k = min(ka, kb)
+        ra, rb = float(a.trace[metric][k - 1, t]), float(b.trace[metric][k - 1, t])
+        if not (relative_gap(ra, thr) <= band and relative_gap(rb, thr) <= band):
+            out.append(
+                f"{who}: {la} {Status(sa).label} at iteration {ka}, {lb} {Status(sb).label} at {kb}; "
+                f"{metric} residuals at iteration {k}: {ra:.6g} vs {rb:.6g} (threshold {thr:.6g}, "
+                f"rounding band {band:.0e} relative)"
+            )
     return out

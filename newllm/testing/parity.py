@@ -11,6 +11,7 @@ well above 1) can exceed the solve bounds without a bug; the one-step numbers th
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
 
 import torch
 from torch import nn
@@ -45,6 +46,21 @@ def subsets(probe: Probe) -> dict[str, torch.Tensor]:
     }
 
 
+def batch_step_gap(
+    model: nn.Module, ids: torch.Tensor, contexts: Iterable[torch.Tensor], index_sets: Iterable[torch.Tensor]
+) -> torch.Tensor:
+    """Per token ``[N]``: the largest :func:`~newllm.testing.compare.entry_gap` between one eval-mode step
+    of a sub-batch ``ids[idx]`` and the same tokens' step in the whole batch, over ``contexts`` (each
+    ``[N, C]``) and ``index_sets``."""
+    gap = torch.zeros(ids.numel(), dtype=torch.float64)
+    sets = list(index_sets)
+    for c in contexts:
+        full = apply(model, ids, c)
+        for idx in sets:
+            gap[idx] = torch.fmax(gap[idx], entry_gap(apply(model, ids[idx], c[idx]), full[idx]))
+    return gap
+
+
 def _traced_solve(model: nn.Module, ids: torch.Tensor, probe: Probe, *, reset: bool = False) -> FixedPointResult:
     """The stated solve with its trace (``reset``: every token from the initial context, even in carry mode)."""
     mode = "reset" if reset else probe.solver.context_mode
@@ -57,12 +73,9 @@ def batch_invariance(probe: Probe) -> CheckResult:
     tokens (one step within :data:`BATCH_STEP_BOUND`; solves: :mod:`newllm.testing.compare` with
     :data:`BATCH_CONTEXT_BOUND` and :data:`BATCH_BAND`)."""
     m, ids = probe.model64, probe.token_ids
-    step_gap = torch.zeros(probe.n, dtype=torch.float64)
-    for c in probe.start_points().values():
-        full = apply(m, ids, c)
-        for idx in subsets(probe).values():
-            g = entry_gap(apply(m, ids[idx], c[idx]), full[idx])
-            step_gap[idx] = torch.fmax(step_gap[idx], g)
+    if probe.n < 2:
+        return CheckResult("batch_invariance", "skipped", "one probe token: no batchmates to compare with")
+    step_gap = batch_step_gap(m, ids, probe.start_points().values(), subsets(probe).values())
     problems = []
     bad = (step_gap > BATCH_STEP_BOUND).nonzero().flatten()
     if bad.numel():
@@ -93,7 +106,7 @@ def _copy(model: nn.Module, device: str | torch.device, dtype: torch.dtype) -> n
     return copy.deepcopy(model).to(device=device, dtype=dtype)
 
 
-def parity(probe: Probe, name: str, a: nn.Module, b: nn.Module, labels_ab: tuple[str, str]) -> CheckResult:
+def compare_copies(probe: Probe, name: str, a: nn.Module, b: nn.Module, labels_ab: tuple[str, str]) -> CheckResult:
     """Model copies ``a`` and ``b`` (``b`` the reference) agree: one step from the probe's start
     points within :data:`PARITY_STEP_BOUND`, the stated solves per :mod:`newllm.testing.compare`
     (contexts :data:`PARITY_CONTEXT_BOUND`, band :data:`PARITY_BAND`)."""
@@ -120,15 +133,15 @@ def parity(probe: Probe, name: str, a: nn.Module, b: nn.Module, labels_ab: tuple
 
 
 def dtype_parity(probe: Probe) -> CheckResult:
-    """float32 vs float64 copies of the model on its device: :func:`parity`."""
+    """float32 vs float64 copies of the model on its device: :func:`compare_copies`."""
     dev = probe.model.initial_context(()).device
-    return parity(probe, "dtype_parity", _copy(probe.model, dev, torch.float32), probe.model64,
+    return compare_copies(probe, "dtype_parity", _copy(probe.model, dev, torch.float32), probe.model64,
                   ("float32", "float64"))
 
 
 def device_parity(probe: Probe) -> CheckResult:
-    """float32 copies on the CPU vs CUDA: :func:`parity`; skipped without a CUDA device."""
+    """float32 copies on the CPU vs CUDA: :func:`compare_copies`; skipped without a CUDA device."""
     if not torch.cuda.is_available():
         return CheckResult("device_parity", "skipped", "no CUDA device on this machine")
     cpu = _copy(probe.model, "cpu", torch.float32)
-    return parity(probe, "device_parity", _copy(probe.model, "cuda", torch.float32), cpu, ("cuda", "cpu"))
+    return compare_copies(probe, "device_parity", _copy(probe.model, "cuda", torch.float32), cpu, ("cuda", "cpu"))
