@@ -3,9 +3,8 @@ per check, ``test_newllm_checks[gru-finite]`` ... ``[gru-collapse]``. Copy this 
 model (docs/verify.md). The model is claimed contractive: its exact σ_max at the fixed points is
 0.92 (seed 0), so ``contraction`` and ``uniqueness`` are judged."""
 
-from newllm.testing import parametrize_with_checks
-
 from examples.gru_model import build
+from newllm.testing import parametrize_with_checks
 
 
 @parametrize_with_checks([("gru", build)], contractive=True)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -46,6 +46,8 @@ class ContextModel(Protocol):
     def train(self, mode: bool = True) -> ContextModel: ...
 
     def eval(self) -> ContextModel: ...
+
+    def to(self, *args: Any, **kwargs: Any) -> Any: ...
 
 
 def missing(model: object) -> list[str]:

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from ..config import SolverConfig
 from . import gate
@@ -18,7 +17,7 @@ from .convergence import convergence, metric_consistency, stable_convergence
 from .fixedpoint import contraction, uniqueness
 from .numeric import deterministic, finite, shape_and_broadcast
 from .parity import batch_invariance, device_parity, dtype_parity
-from .probe import Probe
+from .probe import Model, Probe
 from .report import CheckReport, CheckResult
 
 Check = Callable[[Probe], CheckResult]
@@ -67,7 +66,7 @@ def run_check(name: str, probe: Probe) -> CheckResult:
 
 
 def check_model(
-    model: nn.Module,
+    model: Model,
     *,
     token_ids: torch.Tensor | Sequence[int] | None = None,
     checks: Sequence[str] | None = None,

@@ -123,10 +123,12 @@ def stable_convergence(probe: Probe) -> CheckResult:
     bad = (conv & ~stable).nonzero().flatten().cpu()
     lines = []
     m, c = cfg.metric, cfg.confirm
+    assert r0.trace is not None and r1.trace is not None  # both solved with record_trace
+    t0, t1 = r0.trace[m], r1.trace[m]
     for t in bad[:3].tolist():
         k = int(r0.iterations[t]) + c  # the iteration the decision was taken at
-        now = float(r0.trace[m][k - 1, t])
-        nxt = float(r1.trace[m][k, t]) if k < r1.trace[m].shape[0] else math.nan
+        now = float(t0[k - 1, t])
+        nxt = float(t1[k, t]) if k < t1.shape[0] else math.nan
         lines.append(f"{labels(probe.token_ids, [t])}: {m} residual {now:.3g} at iteration {k}, "
                      f"{nxt:.3g} at iteration {k + 1} (threshold {cfg.threshold:g})")
     n_conv = int(conv.sum())

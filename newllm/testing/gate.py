@@ -70,14 +70,18 @@ def load_baseline(source: str | Path | dict[str, Any]) -> dict[str, Any]:
         got = source.get("format") if isinstance(source, dict) else type(source).__name__
         raise ValueError(f"{where} must be a JSON object with format {FORMAT!r}, got {got!r}")
     conv = source.get("convergence")
-    ok = isinstance(conv, dict) and all(isinstance(conv.get(k), int) for k in ("tokens", "converged"))
-    ok = ok and isinstance(conv.get("mean_iterations"), int | float) and 0 <= conv["converged"] <= conv["tokens"]
-    if not ok or conv["tokens"] < 1:
+    if not (isinstance(conv, dict) and _valid_counts(conv)):
         raise ValueError(f"{where}: 'convergence' must hold integers tokens >= 1, 0 <= converged <= tokens "
                          f"and a number mean_iterations; got {conv!r}")
     if not isinstance(source.get("token_ids"), list) or not isinstance(source.get("solver"), dict):
         raise ValueError(f"{where} must hold 'token_ids' (a list) and 'solver' (an object)")
     return source
+
+
+def _valid_counts(conv: dict[str, Any]) -> bool:
+    t, c, m = conv.get("tokens"), conv.get("converged"), conv.get("mean_iterations")
+    ints = isinstance(t, int) and isinstance(c, int) and not isinstance(t, bool) and not isinstance(c, bool)
+    return ints and isinstance(m, int | float) and 1 <= t and 0 <= c <= t  # type: ignore[operator]
 
 
 def match(baseline: dict[str, Any], token_ids: list[int], solver: dict[str, Any]) -> None:

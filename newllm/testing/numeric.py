@@ -92,7 +92,9 @@ def deterministic(probe: Probe) -> CheckResult:
     """Eval mode: the same inputs give bitwise the same outputs, whatever the global RNG state and the
     ``generator`` passed; two stated solves agree bitwise. Train mode (when ``step`` takes a
     ``generator``): the same generator state gives the same dropout masks."""
-    ids, problems, gaps = probe.token_ids, [], {}
+    ids = probe.token_ids
+    problems: list[str] = []
+    gaps: dict[str, float] = {}
     gen = protocol.accepts_generator(probe.model)
     _eval_repeats(probe, problems, gaps)
     if gen:

@@ -14,12 +14,11 @@ import copy
 from collections.abc import Iterable
 
 import torch
-from torch import nn
 
 from ..result import FixedPointResult
 from ..solve import solve
 from .compare import entry_gap, solve_mismatches, take
-from .probe import Probe, apply, labels
+from .probe import Model, Probe, apply, labels
 from .report import CheckResult
 
 #: batch_invariance (float64): one step, and contexts of tokens converged together.
@@ -47,7 +46,7 @@ def subsets(probe: Probe) -> dict[str, torch.Tensor]:
 
 
 def batch_step_gap(
-    model: nn.Module, ids: torch.Tensor, contexts: Iterable[torch.Tensor], index_sets: Iterable[torch.Tensor]
+    model: Model, ids: torch.Tensor, contexts: Iterable[torch.Tensor], index_sets: Iterable[torch.Tensor]
 ) -> torch.Tensor:
     """Per token ``[N]``: the largest :func:`~newllm.testing.compare.entry_gap` between one eval-mode step
     of a sub-batch ``ids[idx]`` and the same tokens' step in the whole batch, over ``contexts`` (each
@@ -61,7 +60,7 @@ def batch_step_gap(
     return gap
 
 
-def _traced_solve(model: nn.Module, ids: torch.Tensor, probe: Probe, *, reset: bool = False) -> FixedPointResult:
+def _traced_solve(model: Model, ids: torch.Tensor, probe: Probe, *, reset: bool = False) -> FixedPointResult:
     """The stated solve with its trace (``reset``: every token from the initial context, even in carry mode)."""
     mode = "reset" if reset else probe.solver.context_mode
     return solve(model, ids, probe.with_solver(record_trace=True, context_mode=mode))
@@ -102,11 +101,11 @@ def _first(lines: list[str], what: str, limit: int = 3) -> list[str]:
     return [f"{what}: {line}" for line in lines[:limit]] + more
 
 
-def _copy(model: nn.Module, device: str | torch.device, dtype: torch.dtype) -> nn.Module:
+def _copy(model: Model, device: str | torch.device, dtype: torch.dtype) -> Model:
     return copy.deepcopy(model).to(device=device, dtype=dtype)
 
 
-def compare_copies(probe: Probe, name: str, a: nn.Module, b: nn.Module, labels_ab: tuple[str, str]) -> CheckResult:
+def compare_copies(probe: Probe, name: str, a: Model, b: Model, labels_ab: tuple[str, str]) -> CheckResult:
     """Model copies ``a`` and ``b`` (``b`` the reference) agree: one step from the probe's start
     points within :data:`PARITY_STEP_BOUND`, the stated solves per :mod:`newllm.testing.compare`
     (contexts :data:`PARITY_CONTEXT_BOUND`, band :data:`PARITY_BAND`)."""

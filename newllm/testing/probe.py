@@ -11,7 +11,6 @@ from functools import cached_property
 from typing import Any
 
 import torch
-from torch import nn
 
 from .. import protocol
 from ..config import SolverConfig
@@ -20,6 +19,11 @@ from ..contraction.estimate import Estimate
 from ..result import FixedPointResult
 from ..solve import solve
 from ..tokens import spread_token_ids
+
+#: A model under test: anything, checked at run time by :func:`newllm.protocol.require` (an
+#: ``nn.Module`` with ``embed``, ``step``, ``initial_context``); ``Any`` because nn.Module's
+#: ``__getattr__`` typing cannot express the protocol statically.
+Model = Any
 
 #: Probe tokens when none are given: this many ids spread over the vocabulary (``spread_token_ids``).
 DEFAULT_TOKENS = 16
@@ -31,7 +35,7 @@ REF_ITERATIONS = 500
 REF_STALL = 100
 
 
-def probe_token_ids(model: nn.Module, token_ids: torch.Tensor | Sequence[int] | None) -> torch.Tensor:
+def probe_token_ids(model: Model, token_ids: torch.Tensor | Sequence[int] | None) -> torch.Tensor:
     """Flat int64 ids ``[N]``: the given ones (validated), or :data:`DEFAULT_TOKENS` spread over
     ``model.vocab_size``. (``batch_invariance`` and ``collapse`` skip with fewer than 2 distinct ids.)"""
     if token_ids is None:
@@ -44,7 +48,7 @@ def probe_token_ids(model: nn.Module, token_ids: torch.Tensor | Sequence[int] | 
     return protocol.token_tensor(model, token_ids).reshape(-1)
 
 
-def smoke(model: nn.Module, ids: torch.Tensor) -> None:
+def smoke(model: Model, ids: torch.Tensor) -> None:
     """Call each protocol method once; ValueError when one has the wrong signature or returns no tensor.
     Other errors are left to the checks (they report them as failures)."""
     calls = (
@@ -66,7 +70,7 @@ def smoke(model: nn.Module, ids: torch.Tensor) -> None:
                 raise ValueError(f"{type(model).__name__}.{text} returned {type(out).__name__}, expected a Tensor")
 
 
-def apply(model: nn.Module, ids: torch.Tensor, contexts: torch.Tensor) -> torch.Tensor:
+def apply(model: Model, ids: torch.Tensor, contexts: torch.Tensor) -> torch.Tensor:
     """One eval-mode step ``step(embed(ids), contexts)`` with ``contexts [N, C]`` moved to the model's
     device and dtype (those of its ``initial_context``)."""
     with eval_mode(model), torch.no_grad():
@@ -85,7 +89,7 @@ def labels(ids: torch.Tensor, positions: torch.Tensor | Sequence[int], limit: in
 class Probe:
     """Build with :meth:`of`. ``token_ids [N]`` int64 on the CPU; ``solver`` the stated config."""
 
-    model: nn.Module
+    model: Model
     token_ids: torch.Tensor
     solver: SolverConfig
     seed: int = 0
@@ -95,7 +99,7 @@ class Probe:
     @classmethod
     def of(
         cls,
-        model: nn.Module,
+        model: Model,
         *,
         token_ids: torch.Tensor | Sequence[int] | None = None,
         solver: SolverConfig | None = None,
@@ -141,7 +145,7 @@ class Probe:
         return solve(self.model, self.token_ids, self.with_solver(record_trace=True))
 
     @cached_property
-    def model64(self) -> nn.Module:
+    def model64(self) -> Model:
         """A float64 copy of the model (the user's model is never changed)."""
         return copy.deepcopy(self.model).to(torch.float64)
 
