@@ -207,3 +207,43 @@ def test_parametrize_with_checks_makes_one_test_per_model_and_check():
             check(model)
     with pytest.raises(ValueError, match="parametrized with another model"):
         params[0].values[1](B.healthy())
+
+
+def test_solve_mismatches_allow_only_rounding_at_the_threshold():
+    """The comparison behind batch_invariance, dtype_parity and device_parity, on known rows
+    ``z -> a_i z + b_i``: equal runs agree; another iteration count is reported unless both residuals
+    sit within the band of the threshold; contexts apart at the same iteration are reported."""
+    import dataclasses
+
+    from newllm import iterate
+    from newllm.testing import solve_mismatches
+
+    a = torch.tensor([[0.5], [0.6], [0.7]], dtype=torch.float64)
+    cfg = SolverConfig(metric="l2", threshold=1e-3, max_iterations=100, record_trace=True)
+
+    def run(b):
+        return iterate(lambda z, rows: (a if rows is None else a[rows]) * z + (b if rows is None else b[rows]),
+                       torch.zeros(3, 2, dtype=torch.float64), cfg)
+
+    ids = torch.tensor([7, 8, 9])
+    b = torch.ones(3, 2, dtype=torch.float64)
+    ref = run(b)
+    assert solve_mismatches(ref, run(b.clone()), ids, ctx_bound=1e-12, band=1e-6) == []
+    far = run(b * torch.tensor([[1.0], [1.0], [50.0]], dtype=torch.float64))  # token 9 needs more iterations
+    lines = solve_mismatches(ref, far, ids, ctx_bound=1e-12, band=1e-6)
+    assert len(lines) == 1 and lines[0].startswith("token 9 (position 2): a converged at iteration") \
+        and "l2 residuals at iteration" in lines[0]
+    # token 8 sits at 1 / (1 - 0.6) = 2.5: a shift of 1e-6 is a relative gap of 4e-7
+    moved = dataclasses.replace(ref, context=ref.context + torch.tensor([[0.0], [1e-6], [0.0]], dtype=torch.float64))
+    assert solve_mismatches(ref, moved, ids, ctx_bound=1e-9, band=1e-6) == [
+        "token 8 (position 1): contexts differ by 4e-07 > 1e-09 (both at iteration "
+        f"{int(ref.iterations[1])})"]
+    # a flip at the threshold: token 7 stops one iteration later, both residuals within the band there
+    k = int(ref.iterations[0])
+    trace = {m: t.clone() for m, t in ref.trace.items()}
+    trace["l2"][k - 1, 0] = cfg.threshold * (1 + 1e-9)
+    flipped = dataclasses.replace(ref, iterations=ref.iterations + torch.tensor([1, 0, 0]), trace=trace)
+    near = dataclasses.replace(ref, trace={m: t.clone() for m, t in trace.items()})
+    near.trace["l2"][k - 1, 0] = cfg.threshold * (1 - 1e-9)
+    assert solve_mismatches(near, flipped, ids, ctx_bound=1e-9, band=1e-6) == []
+    assert len(solve_mismatches(near, flipped, ids, ctx_bound=1e-9, band=1e-12)) == 1
