@@ -47,7 +47,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="claim the update contracts at the fixed points: contraction and uniqueness are judged")
     c.add_argument("--baseline", metavar="FILE", help="gate convergence against this baseline (binomial test)")
     c.add_argument("--write-baseline", metavar="FILE", help="write this run's convergence numbers as a baseline")
-    p.add_argument("--seed", type=int, default=0, help="seed for the built-in model's weights and the probes")
+    p.add_argument("--seed", type=int, default=0, help="seed for the built-in model's weights and the probes (default 0)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
