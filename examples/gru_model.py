@@ -23,8 +23,14 @@ from torch import nn
 class GRUContextModel(nn.Module):
     """GRU-cell context update. ``vocab_size`` is the protocol's optional attribute (ids are validated)."""
 
-    def __init__(self, vocab_size: int = 64, embed_dim: int = 16, context_dim: int = 16,
-                 dropout: float = 0.1, seed: int = 0):
+    def __init__(
+        self,
+        vocab_size: int = 64,
+        embed_dim: int = 16,
+        context_dim: int = 16,
+        dropout: float = 0.1,
+        seed: int = 0,
+    ):
         super().__init__()
         self.vocab_size = vocab_size
         self.context_dim = context_dim
@@ -36,7 +42,7 @@ class GRUContextModel(nn.Module):
         with torch.no_grad():
             self.embedding.weight.normal_(0.0, 1.0, generator=g)
             for lin in (self.input_gates, self.context_gates):
-                bound = lin.in_features ** -0.5
+                bound = lin.in_features**-0.5
                 lin.weight.uniform_(-bound, bound, generator=g)
                 lin.bias.zero_()
 
@@ -49,8 +55,9 @@ class GRUContextModel(nn.Module):
         w = self.embedding.weight
         return torch.zeros(*shape, self.context_dim, device=w.device, dtype=w.dtype)
 
-    def step(self, token_emb: torch.Tensor, context: torch.Tensor, *,
-             generator: torch.Generator | None = None) -> torch.Tensor:
+    def step(
+        self, token_emb: torch.Tensor, context: torch.Tensor, *, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """``[..., E], [..., C] -> [..., C]``; leading dims broadcast; dropout masks from ``generator``."""
         zi, ri, ni = self.input_gates(token_emb).chunk(3, dim=-1)
         zc, rc, nc = self.context_gates(context).chunk(3, dim=-1)

@@ -42,10 +42,23 @@ def test_verify_on_the_trained_checkpoint(contractive, tmp_path, capsys):
     out, err = capsys.readouterr()
     assert rc == 0, err
     o = json.loads(out)
-    assert set(o) >= {"source", "passed", "failed", "counts", "model", "token_ids", "solver", "seed",
-                      "contractive", "checks", "seconds"}
+    assert set(o) >= {
+        "source",
+        "passed",
+        "failed",
+        "counts",
+        "model",
+        "token_ids",
+        "solver",
+        "seed",
+        "contractive",
+        "checks",
+        "seconds",
+    }
     assert o["source"] == {"source": "checkpoint", "checkpoint": str(tmp_path)} and o["contractive"] is True
-    assert o["passed"] is True and o["counts"]["failed"] == 0 and o["model"]["class"] == "newllm.model.CVFPModel"
+    assert (
+        o["passed"] is True and o["counts"]["failed"] == 0 and o["model"]["class"] == "newllm.model.CVFPModel"
+    )
     status = {c["name"]: c["status"] for c in o["checks"]}
     assert status["contraction"] == status["uniqueness"] == "passed"
     assert status["device_parity"] == ("passed" if torch.cuda.is_available() else "skipped")

@@ -104,7 +104,9 @@ class Bistable(nn.Module):
         super().__init__()
         self.table = nn.Embedding(self.vocab_size, dim)
         with torch.no_grad():
-            self.table.weight.copy_(torch.randn(self.vocab_size, dim, generator=torch.Generator().manual_seed(0)))
+            self.table.weight.copy_(
+                torch.randn(self.vocab_size, dim, generator=torch.Generator().manual_seed(0))
+            )
 
     def embed(self, token_ids):
         return self.table(token_ids.to(self.table.weight.device))

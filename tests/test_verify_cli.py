@@ -41,10 +41,15 @@ def test_the_table_names_every_check_and_the_verdict(capsys):
 
 def test_a_failed_check_exits_1(capsys, monkeypatch):
     monkeypatch.chdir(ROOT)
-    rc, out, _ = run(capsys, ["verify", "--model", "tests.broken_models:nan_tokens", "--checks", "finite", "--json"])
+    rc, out, _ = run(
+        capsys, ["verify", "--model", "tests.broken_models:nan_tokens", "--checks", "finite", "--json"]
+    )
     o = json.loads(out)
-    assert rc == 1 and o["failed"] == ["finite"] and o["source"] == {"source": "factory",
-                                                                     "factory": "tests.broken_models:nan_tokens"}
+    assert (
+        rc == 1
+        and o["failed"] == ["finite"]
+        and o["source"] == {"source": "factory", "factory": "tests.broken_models:nan_tokens"}
+    )
     assert "token 3 (position 0), token 33 (position 10)" in o["checks"][0]["detail"]
 
 
@@ -76,12 +81,24 @@ def test_write_baseline_then_gate_against_it(capsys, tmp_path):
         (["verify", "--arch", "layerwise", "--model", "x:y"], "got --model and model flags"),
         (["verify", "--model", "nocolon"], "--model must be MODULE:FACTORY"),
         (["verify", "--model", "no_such_module_xyz:build"], "cannot import module 'no_such_module_xyz'"),
-        (["verify", "--model", "examples.gru_model:nope"], "module 'examples.gru_model' has no callable 'nope'"),
-        (["verify", "--model", "tests.helpers:tiny_config"], "ModelConfig does not satisfy the CVFP model protocol"),
+        (
+            ["verify", "--model", "examples.gru_model:nope"],
+            "module 'examples.gru_model' has no callable 'nope'",
+        ),
+        (
+            ["verify", "--model", "tests.helpers:tiny_config"],
+            "ModelConfig does not satisfy the CVFP model protocol",
+        ),
         ([*BUILTIN, "--checks", "finite,bogus"], "unknown check 'bogus'"),
         ([*BUILTIN, "--token-ids", "1,99"], "token id 99 at position 1 is out of range"),
-        ([*BUILTIN, "--baseline", "/nonexistent/base.json"], "cannot read baseline file '/nonexistent/base.json'"),
-        ([*BUILTIN, "--checks", "finite", "--write-baseline", "b.json"], "--write-baseline needs the convergence"),
+        (
+            [*BUILTIN, "--baseline", "/nonexistent/base.json"],
+            "cannot read baseline file '/nonexistent/base.json'",
+        ),
+        (
+            [*BUILTIN, "--checks", "finite", "--write-baseline", "b.json"],
+            "--write-baseline needs the convergence",
+        ),
         ([*BUILTIN, "--threshold", "-1"], "threshold"),
     ],
 )
@@ -95,7 +112,13 @@ def test_bad_input_is_one_error_line_and_exit_2(capsys, monkeypatch, argv, messa
 
 def test_a_baseline_of_other_settings_is_bad_input(capsys, tmp_path):
     base = tmp_path / "base.json"
-    assert run(capsys, [*BUILTIN, "--checks", "convergence", "--max-iterations", "30", "--write-baseline", str(base)])[0] == 0
+    assert (
+        run(
+            capsys,
+            [*BUILTIN, "--checks", "convergence", "--max-iterations", "30", "--write-baseline", str(base)],
+        )[0]
+        == 0
+    )
     rc, _, err = run(capsys, [*BUILTIN, "--checks", "convergence", "--baseline", str(base)])
     assert rc == 2 and "other solver settings: max_iterations 30 (baseline) vs 200" in err
     base.write_text("{not json")

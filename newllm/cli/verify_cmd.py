@@ -28,9 +28,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     common.add_model_arguments(p)
     src = p.add_argument_group("model source (exactly one: --checkpoint, --model, or the model flags above)")
     src.add_argument("--checkpoint", help="a run directory (its checkpoint.json and weights)")
-    src.add_argument("--model", metavar="MODULE:FACTORY",
-                     help="import MODULE (the current directory is searched first) and call FACTORY() for the "
-                          "model: this runs your own code (docs/verify.md)")
+    src.add_argument(
+        "--model",
+        metavar="MODULE:FACTORY",
+        help="import MODULE (the current directory is searched first) and call FACTORY() for the "
+        "model: this runs your own code (docs/verify.md)",
+    )
     tok = p.add_mutually_exclusive_group()
     tok.add_argument("--tokens", type=int, help="N probe tokens spread over the vocabulary (default 16)")
     tok.add_argument("--token-ids", type=common.int_list, help="explicit comma-separated probe token ids")
@@ -43,11 +46,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--method", choices=tuple(SOLVERS), default=d.method, help=f"default {d.method}")
     c = p.add_argument_group("checks")
     c.add_argument("--checks", type=_names, help=f"comma-separated subset of: {', '.join(CHECKS)}")
-    c.add_argument("--contractive", action="store_true",
-                   help="claim the update contracts at the fixed points: contraction and uniqueness are judged")
-    c.add_argument("--baseline", metavar="FILE", help="gate convergence against this baseline (binomial test)")
-    c.add_argument("--write-baseline", metavar="FILE", help="write this run's convergence numbers as a baseline")
-    p.add_argument("--seed", type=int, default=0, help="seed for the built-in model's weights and the probes (default 0)")
+    c.add_argument(
+        "--contractive",
+        action="store_true",
+        help="claim the update contracts at the fixed points: contraction and uniqueness are judged",
+    )
+    c.add_argument(
+        "--baseline", metavar="FILE", help="gate convergence against this baseline (binomial test)"
+    )
+    c.add_argument(
+        "--write-baseline", metavar="FILE", help="write this run's convergence numbers as a baseline"
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed for the built-in model's weights and the probes (default 0)"
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -55,7 +67,9 @@ def _names(text: str) -> list[str]:
     items = [t.strip() for t in text.split(",")]
     bad = [t for t in items if t not in CHECKS]
     if bad:
-        raise argparse.ArgumentTypeError(f"unknown check {bad[0]!r}; expected names from: {', '.join(CHECKS)}")
+        raise argparse.ArgumentTypeError(
+            f"unknown check {bad[0]!r}; expected names from: {', '.join(CHECKS)}"
+        )
     return items
 
 
@@ -79,10 +93,16 @@ def load_factory(spec: str) -> Any:
 def _model(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     """The model and a JSON-ready description of where it came from."""
     flags = [f"--{f.replace('_', '-')}" for f in common.MODEL_FLAGS if getattr(args, f, None) is not None]
-    sources = [s for s, on in (("--checkpoint", args.checkpoint), ("--model", args.model), ("model flags", flags)) if on]
+    sources = [
+        s
+        for s, on in (("--checkpoint", args.checkpoint), ("--model", args.model), ("model flags", flags))
+        if on
+    ]
     if len(sources) != 1:
-        raise ValueError("give exactly one model source: --checkpoint DIR, --model MODULE:FACTORY, or built-in "
-                         f"model flags (--arch, --structure, --dim, ...); got {' and '.join(sources) or 'none'}")
+        raise ValueError(
+            "give exactly one model source: --checkpoint DIR, --model MODULE:FACTORY, or built-in "
+            f"model flags (--arch, --structure, --dim, ...); got {' and '.join(sources) or 'none'}"
+        )
     if args.checkpoint:
         return common.model_from_checkpoint(args), {"source": "checkpoint", "checkpoint": args.checkpoint}
     if args.model:
@@ -105,13 +125,25 @@ def _token_ids(args: argparse.Namespace, model: Any) -> list[int] | None:
 
 def run(args: argparse.Namespace) -> int:
     model, source = _model(args)
-    solver = SolverConfig(metric=args.metric, threshold=args.threshold, max_iterations=args.max_iterations,
-                          warmup=args.warmup, method=args.method)
+    solver = SolverConfig(
+        metric=args.metric,
+        threshold=args.threshold,
+        max_iterations=args.max_iterations,
+        warmup=args.warmup,
+        method=args.method,
+    )
     if args.write_baseline and args.checks is not None and "convergence" not in args.checks:
         raise ValueError("--write-baseline needs the convergence check: add it to --checks")
     t0 = time.perf_counter()
-    report = check_model(model, token_ids=_token_ids(args, model), checks=args.checks, baseline=args.baseline,
-                         seed=args.seed, solver=solver, contractive=args.contractive)
+    report = check_model(
+        model,
+        token_ids=_token_ids(args, model),
+        checks=args.checks,
+        baseline=args.baseline,
+        seed=args.seed,
+        solver=solver,
+        contractive=args.contractive,
+    )
     out = {"source": source, **report.to_dict(), "seconds": time.perf_counter() - t0}
     if args.write_baseline:
         atomic_write_json(args.write_baseline, make_baseline(report.settings, report["convergence"].numbers))
@@ -126,10 +158,12 @@ def run(args: argparse.Namespace) -> int:
 def _print_table(out: dict[str, Any], lines: list[str]) -> None:
     m, s = out["model"], out["solver"]
     where = out["source"].get("checkpoint") or out["source"].get("factory") or "built-in"
-    print(f"{m['class']} ({where}): context dim {m['context_dim']}, {m['dtype']} on {m['device']}, "
-          f"{m['parameters']} parameters; {len(out['token_ids'])} probe tokens; solver {s['metric']} < "
-          f"{s['threshold']:g}, warmup {s['warmup']}, max {s['max_iterations']}, {s['method']}; seed {out['seed']}"
-          f"{'; contraction claimed' if out['contractive'] else ''}")
+    print(
+        f"{m['class']} ({where}): context dim {m['context_dim']}, {m['dtype']} on {m['device']}, "
+        f"{m['parameters']} parameters; {len(out['token_ids'])} probe tokens; solver {s['metric']} < "
+        f"{s['threshold']:g}, warmup {s['warmup']}, max {s['max_iterations']}, {s['method']}; seed {out['seed']}"
+        f"{'; contraction claimed' if out['contractive'] else ''}"
+    )
     for line in lines:
         print(line)
     if "baseline_written" in out:

@@ -47,8 +47,10 @@ def check_names(checks: Sequence[str] | None) -> list[str]:
         raise ValueError(f"checks must be a list of check names, got {checks!r}")
     unknown = [c for c in checks if c not in CHECKS]
     if unknown or not checks:
-        raise ValueError(f"unknown check {unknown[0] if unknown else '(none given)'!r}; expected names from: "
-                         f"{', '.join(CHECKS)}")
+        raise ValueError(
+            f"unknown check {unknown[0] if unknown else '(none given)'!r}; expected names from: "
+            f"{', '.join(CHECKS)}"
+        )
     return [c for c in CHECKS if c in checks]
 
 
@@ -59,8 +61,12 @@ def run_check(name: str, probe: Probe) -> CheckResult:
         result = CHECKS[name](probe)
     except Exception as exc:  # noqa: BLE001 - the model under test raised: that is the check's finding
         where = traceback.extract_tb(exc.__traceback__)[-1]
-        result = CheckResult(name, "failed", f"raised {type(exc).__name__}: {' '.join(str(exc).split())} "
-                             f"(at {Path(where.filename).name}:{where.lineno})")
+        result = CheckResult(
+            name,
+            "failed",
+            f"raised {type(exc).__name__}: {' '.join(str(exc).split())} "
+            f"(at {Path(where.filename).name}:{where.lineno})",
+        )
     result.seconds = time.perf_counter() - t0
     return result
 

@@ -12,8 +12,11 @@ from .probe import Probe, labels
 from .report import CheckResult
 
 #: ``is_collapsed``'s limits (min_rms, max_cosine, mean_cosine), read from its signature: one place.
-LIMITS = {k: p.default for k, p in inspect.signature(diagnostics.is_collapsed).parameters.items()
-          if p.default is not inspect.Parameter.empty}
+LIMITS = {
+    k: p.default
+    for k, p in inspect.signature(diagnostics.is_collapsed).parameters.items()
+    if p.default is not inspect.Parameter.empty
+}
 
 
 def _closest_pair(contexts: torch.Tensor) -> tuple[int, int, float]:

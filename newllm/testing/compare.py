@@ -70,7 +70,9 @@ def solve_mismatches(
         ka, kb, sa, sb = int(a.iterations[t]), int(b.iterations[t]), int(a.status[t]), int(b.status[t])
         who = labels(ids, [t])
         if not parted[t]:
-            out.append(f"{who}: contexts differ by {float(gap[t]):.3g} > {ctx_bound:.0e} (both at iteration {ka})")
+            out.append(
+                f"{who}: contexts differ by {float(gap[t]):.3g} > {ctx_bound:.0e} (both at iteration {ka})"
+            )
             continue
         k = min(ka, kb)
         ra, rb = float(a.trace[metric][k - 1, t]), float(b.trace[metric][k - 1, t])

@@ -42,19 +42,35 @@ def metric_consistency(probe: Probe) -> CheckResult:
     runs = {}
     for m in EXACT_METRICS:
         t = convert_threshold(thr, base, m, dim)
-        runs[m] = solve(probe.model, probe.token_ids, probe.with_solver(metric=m, threshold=t, record_trace=True))
+        runs[m] = solve(
+            probe.model, probe.token_ids, probe.with_solver(metric=m, threshold=t, record_trace=True)
+        )
     problems = []
     for m in EXACT_METRICS:
         if m != base:
-            lines = solve_mismatches(runs[base], runs[m], probe.token_ids, ctx_bound=METRIC_CONTEXT_BOUND,
-                                     band=band, labels_ab=(f"{base} < {thr:.4g}", f"{m} < {runs[m].threshold:.4g}"))
+            lines = solve_mismatches(
+                runs[base],
+                runs[m],
+                probe.token_ids,
+                ctx_bound=METRIC_CONTEXT_BOUND,
+                band=band,
+                labels_ab=(f"{base} < {thr:.4g}", f"{m} < {runs[m].threshold:.4g}"),
+            )
             problems += lines[:3]
     ok = not problems
-    detail = (f"{base} < {thr:.4g}, " + ", ".join(f"{m} < {runs[m].threshold:.4g}" for m in EXACT_METRICS if m != base)
-              + f": the same decisions for {probe.n} tokens (rel is not convertible exactly: not compared)")
-    return CheckResult.judged("metric_consistency", ok, detail if ok else "; ".join(problems),
-                              thresholds={m: runs[m].threshold for m in EXACT_METRICS}, band=band,
-                              converged={m: int(runs[m].converged.sum()) for m in EXACT_METRICS})
+    detail = (
+        f"{base} < {thr:.4g}, "
+        + ", ".join(f"{m} < {runs[m].threshold:.4g}" for m in EXACT_METRICS if m != base)
+        + f": the same decisions for {probe.n} tokens (rel is not convertible exactly: not compared)"
+    )
+    return CheckResult.judged(
+        "metric_consistency",
+        ok,
+        detail if ok else "; ".join(problems),
+        thresholds={m: runs[m].threshold for m in EXACT_METRICS},
+        band=band,
+        converged={m: int(runs[m].converged.sum()) for m in EXACT_METRICS},
+    )
 
 
 def convergence_numbers(probe: Probe) -> dict:
@@ -79,11 +95,15 @@ def _against_baseline(numbers: dict, baseline: dict) -> list[str]:
     numbers["baseline"] = {**b, "p_value": p, "alpha": gate.ALPHA}
     out = []
     if regressed:
-        out.append(f"rate {numbers['converged']}/{numbers['tokens']} is below the baseline's "
-                   f"{b['converged']}/{b['tokens']}: one-sided binomial p = {p:.3g} < {gate.ALPHA}")
+        out.append(
+            f"rate {numbers['converged']}/{numbers['tokens']} is below the baseline's "
+            f"{b['converged']}/{b['tokens']}: one-sided binomial p = {p:.3g} < {gate.ALPHA}"
+        )
     if gate.iterations_regressed(numbers["mean_iterations"], b["mean_iterations"]):
-        out.append(f"mean iterations {numbers['mean_iterations']:.2f} exceed the baseline's "
-                   f"{b['mean_iterations']:.2f} by more than {gate.ITERATION_MARGIN:.0%} + {gate.ITERATION_SLACK:g}")
+        out.append(
+            f"mean iterations {numbers['mean_iterations']:.2f} exceed the baseline's "
+            f"{b['mean_iterations']:.2f} by more than {gate.ITERATION_MARGIN:.0%} + {gate.ITERATION_SLACK:g}"
+        )
     return out
 
 
@@ -100,22 +120,30 @@ def convergence(probe: Probe) -> CheckResult:
     if probe.baseline is not None:
         problems += _against_baseline(nums, probe.baseline)
     cfg = probe.solver
-    head = (f"{nums['converged']}/{nums['tokens']} converged ({100 * nums['rate']:.1f}%), mean iterations "
-            f"{nums['mean_iterations']:.2f} ({cfg.metric} < {cfg.threshold:g}, warmup {cfg.warmup}, max "
-            f"{cfg.max_iterations}, {cfg.method})")
+    head = (
+        f"{nums['converged']}/{nums['tokens']} converged ({100 * nums['rate']:.1f}%), mean iterations "
+        f"{nums['mean_iterations']:.2f} ({cfg.metric} < {cfg.threshold:g}, warmup {cfg.warmup}, max "
+        f"{cfg.max_iterations}, {cfg.method})"
+    )
     if probe.baseline is not None and not problems:
         b = nums["baseline"]
-        head += f"; baseline {b['converged']}/{b['tokens']}, {b['mean_iterations']:.2f} (p = {b['p_value']:.3g})"
-    return CheckResult.judged("convergence", not problems, head if not problems else head + ": " + "; ".join(problems),
-                              **nums)
+        head += (
+            f"; baseline {b['converged']}/{b['tokens']}, {b['mean_iterations']:.2f} (p = {b['p_value']:.3g})"
+        )
+    return CheckResult.judged(
+        "convergence", not problems, head if not problems else head + ": " + "; ".join(problems), **nums
+    )
 
 
 def stable_convergence(probe: Probe) -> CheckResult:
     """Every converged token is still below the threshold one iteration later: solving again with
     ``confirm + 1`` (and one more iteration allowed) reports the same iteration for it."""
     r0, cfg = probe.solved, probe.solver
-    r1 = solve(probe.model, probe.token_ids, probe.with_solver(
-        confirm=cfg.confirm + 1, max_iterations=cfg.max_iterations + 1, record_trace=True))
+    r1 = solve(
+        probe.model,
+        probe.token_ids,
+        probe.with_solver(confirm=cfg.confirm + 1, max_iterations=cfg.max_iterations + 1, record_trace=True),
+    )
     conv = r0.converged
     if not bool(conv.any()):
         return CheckResult("stable_convergence", "skipped", "no token converged under the stated solver")
@@ -129,11 +157,23 @@ def stable_convergence(probe: Probe) -> CheckResult:
         k = int(r0.iterations[t]) + c  # the iteration the decision was taken at
         now = float(t0[k - 1, t])
         nxt = float(t1[k, t]) if k < t1.shape[0] else math.nan
-        lines.append(f"{labels(probe.token_ids, [t])}: {m} residual {now:.3g} at iteration {k}, "
-                     f"{nxt:.3g} at iteration {k + 1} (threshold {cfg.threshold:g})")
+        lines.append(
+            f"{labels(probe.token_ids, [t])}: {m} residual {now:.3g} at iteration {k}, "
+            f"{nxt:.3g} at iteration {k + 1} (threshold {cfg.threshold:g})"
+        )
     n_conv = int(conv.sum())
     ok = not lines
-    detail = (f"{n_conv} converged tokens all still below the threshold one iteration later" if ok else
-              f"{len(bad)}/{n_conv} converged tokens were above the threshold one iteration later: " + "; ".join(lines))
-    return CheckResult.judged("stable_convergence", ok, detail, converged=n_conv, unstable=len(bad),
-                              unstable_token_ids=probe.token_ids[bad].tolist())
+    detail = (
+        f"{n_conv} converged tokens all still below the threshold one iteration later"
+        if ok
+        else f"{len(bad)}/{n_conv} converged tokens were above the threshold one iteration later: "
+        + "; ".join(lines)
+    )
+    return CheckResult.judged(
+        "stable_convergence",
+        ok,
+        detail,
+        converged=n_conv,
+        unstable=len(bad),
+        unstable_token_ids=probe.token_ids[bad].tolist(),
+    )

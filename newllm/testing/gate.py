@@ -26,7 +26,9 @@ ITERATION_SLACK = 1.0
 _IGNORED = ("record_trace",)
 
 
-def rate_regressed(converged: int, tokens: int, base_rate: float, *, alpha: float = ALPHA) -> tuple[bool, float]:
+def rate_regressed(
+    converged: int, tokens: int, base_rate: float, *, alpha: float = ALPHA
+) -> tuple[bool, float]:
     """``(regressed, p)``: ``p = P(X <= converged)`` for ``X ~ Binomial(tokens, base_rate)`` (the exact
     one-sided p-value of a drop; scipy's ``binomtest(..., alternative="less")``), ``regressed = p < alpha``."""
     p = binomial_cdf(converged, tokens, base_rate)
@@ -71,8 +73,10 @@ def load_baseline(source: str | Path | dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"{where} must be a JSON object with format {FORMAT!r}, got {got!r}")
     conv = source.get("convergence")
     if not (isinstance(conv, dict) and _valid_counts(conv)):
-        raise ValueError(f"{where}: 'convergence' must hold integers tokens >= 1, 0 <= converged <= tokens "
-                         f"and a number mean_iterations; got {conv!r}")
+        raise ValueError(
+            f"{where}: 'convergence' must hold integers tokens >= 1, 0 <= converged <= tokens "
+            f"and a number mean_iterations; got {conv!r}"
+        )
     if not isinstance(source.get("token_ids"), list) or not isinstance(source.get("solver"), dict):
         raise ValueError(f"{where} must hold 'token_ids' (a list) and 'solver' (an object)")
     return source
@@ -87,8 +91,10 @@ def _valid_counts(conv: dict[str, Any]) -> bool:
 def match(baseline: dict[str, Any], token_ids: list[int], solver: dict[str, Any]) -> None:
     """ValueError unless ``baseline`` was measured on these token ids with these solver settings."""
     if baseline["token_ids"] != token_ids:
-        raise ValueError(f"the baseline was measured on other token ids ({len(baseline['token_ids'])} ids "
-                         f"{baseline['token_ids'][:4]}...), not these ({len(token_ids)} ids {token_ids[:4]}...)")
+        raise ValueError(
+            f"the baseline was measured on other token ids ({len(baseline['token_ids'])} ids "
+            f"{baseline['token_ids'][:4]}...), not these ({len(token_ids)} ids {token_ids[:4]}...)"
+        )
     theirs = {k: v for k, v in baseline["solver"].items() if k not in _IGNORED}
     ours = {k: v for k, v in solver.items() if k not in _IGNORED}
     diff = sorted(k for k in theirs.keys() | ours.keys() if theirs.get(k) != ours.get(k))

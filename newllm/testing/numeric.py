@@ -37,7 +37,9 @@ def finite(probe: Probe) -> CheckResult:
         counts[what] = int((rows > 0).sum())
         if counts[what]:
             pos = rows.nonzero().flatten()
-            where.append(f"{what}: {labels(ids, pos)} ({int(rows[pos[0]])}/{x[0].numel()} entries non-finite)")
+            where.append(
+                f"{what}: {labels(ids, pos)} ({int(rows[pos[0]])}/{x[0].numel()} entries non-finite)"
+            )
     res = probe.solved
     nf = (res.status == Status.NONFINITE).nonzero().flatten().cpu()
     counts["solve"] = int(nf.numel())
@@ -52,12 +54,16 @@ def finite(probe: Probe) -> CheckResult:
     return CheckResult.judged("finite", ok, detail, tokens=probe.n, nonfinite_tokens=counts)
 
 
-def _differ(problems: list[str], gaps: dict, what: str, ids: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
+def _differ(
+    problems: list[str], gaps: dict, what: str, ids: torch.Tensor, a: torch.Tensor, b: torch.Tensor
+) -> None:
     """Record the largest gap of ``b`` from ``a`` under ``what``; a problem line when not bitwise equal."""
     g = entry_gap(b, a)
     gaps[what] = float(g.max())
     if bool((g > 0).any()):
-        problems.append(f"{what}: {labels(ids, (g > 0).nonzero().flatten())} differ by up to {gaps[what]:.3g}")
+        problems.append(
+            f"{what}: {labels(ids, (g > 0).nonzero().flatten())} differ by up to {gaps[what]:.3g}"
+        )
 
 
 def _eval_repeats(probe: Probe, problems: list[str], gaps: dict) -> None:
@@ -134,15 +140,37 @@ def _shape_cases(probe: Probe) -> list[tuple[str, tuple[int, ...], torch.Tensor,
             ("embed(ids [2, N/2])", (2, half, e_dim), m.embed(grid), e[: 2 * half].reshape(2, half, -1)),
             ("embed(id [])", (e_dim,), m.embed(ids[0]), e[0]),
             ("initial_context(())", (c_dim,), m.initial_context(()), c[0]),
-            ("initial_context((2, 3))", (2, 3, c_dim), m.initial_context((2, 3)), c[:1].expand(6, -1).reshape(2, 3, -1)),
+            (
+                "initial_context((2, 3))",
+                (2, 3, c_dim),
+                m.initial_context((2, 3)),
+                c[:1].expand(6, -1).reshape(2, 3, -1),
+            ),
             ("step(e [N, E], c [N, C])", (n, c_dim), flat, flat),
-            ("step on leading dims [2, N/2]", (2, half, c_dim),
-             m.step(e[: 2 * half].reshape(2, half, -1), noise[: 2 * half].reshape(2, half, -1)),
-             flat[: 2 * half].reshape(2, half, -1)),
-            ("step(e [1, E], c [N, C]) broadcasts", (n, c_dim), m.step(e[:1], noise), m.step(e[:1].expand(n, -1), noise)),
-            ("step(e [N, E], c [1, C]) broadcasts", (n, c_dim), m.step(e, noise[:1]), m.step(e, noise[:1].expand(n, -1))),
-            ("step(e [N, 1, E], c [N, 3, C]) broadcasts", (n, 3, c_dim),
-             m.step(e.unsqueeze(1), noise.unsqueeze(1).expand(n, 3, -1)), flat.unsqueeze(1).expand(n, 3, -1)),
+            (
+                "step on leading dims [2, N/2]",
+                (2, half, c_dim),
+                m.step(e[: 2 * half].reshape(2, half, -1), noise[: 2 * half].reshape(2, half, -1)),
+                flat[: 2 * half].reshape(2, half, -1),
+            ),
+            (
+                "step(e [1, E], c [N, C]) broadcasts",
+                (n, c_dim),
+                m.step(e[:1], noise),
+                m.step(e[:1].expand(n, -1), noise),
+            ),
+            (
+                "step(e [N, E], c [1, C]) broadcasts",
+                (n, c_dim),
+                m.step(e, noise[:1]),
+                m.step(e, noise[:1].expand(n, -1)),
+            ),
+            (
+                "step(e [N, 1, E], c [N, 3, C]) broadcasts",
+                (n, 3, c_dim),
+                m.step(e.unsqueeze(1), noise.unsqueeze(1).expand(n, 3, -1)),
+                flat.unsqueeze(1).expand(n, 3, -1),
+            ),
         ]
 
 
@@ -173,10 +201,16 @@ def shape_and_broadcast(probe: Probe) -> CheckResult:
         g = entry_gap(out.reshape(1, -1), ref.reshape(1, -1))
         gaps[what] = float(g.max())
         if not float(g.max()) <= SHAPE_BOUND:
-            problems.append(f"{what} differs from the explicit shape by {float(g.max()):.3g} > {SHAPE_BOUND:.0e}")
+            problems.append(
+                f"{what} differs from the explicit shape by {float(g.max()):.3g} > {SHAPE_BOUND:.0e}"
+            )
     other = _inputs_untouched(probe)
     if other:
         problems.append(other)
     ok = not problems
-    detail = f"{len(gaps)} shape rules hold (largest gap {max(gaps.values(), default=0.0):.2g})" if ok else "; ".join(problems)
+    detail = (
+        f"{len(gaps)} shape rules hold (largest gap {max(gaps.values(), default=0.0):.2g})"
+        if ok
+        else "; ".join(problems)
+    )
     return CheckResult.judged("shape_and_broadcast", ok, detail, max_gap=gaps)

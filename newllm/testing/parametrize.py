@@ -77,8 +77,12 @@ def _entries(models: Iterable[Any] | dict[str, ModelSource]) -> list[tuple[str, 
     for item in items:
         given, source = item if isinstance(item, tuple) and len(item) == 2 else (None, item)
         if not (isinstance(source, nn.Module) or callable(source)):
-            raise ValueError(f"models must be nn.Modules or zero-argument factories, got {type(source).__name__}")
-        default = type(source).__name__ if isinstance(source, nn.Module) else getattr(source, "__name__", "model")
+            raise ValueError(
+                f"models must be nn.Modules or zero-argument factories, got {type(source).__name__}"
+            )
+        default = (
+            type(source).__name__ if isinstance(source, nn.Module) else getattr(source, "__name__", "model")
+        )
         label = str(given or default)
         seen[label] = seen.get(label, 0) + 1
         out.append((label if seen[label] == 1 else f"{label}-{seen[label]}", source))

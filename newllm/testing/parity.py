@@ -85,14 +85,32 @@ def batch_invariance(probe: Probe) -> CheckResult:
         )
     whole, lines = _traced_solve(m, ids, probe, reset=True), []
     for name, idx in subsets(probe).items():
-        lines += solve_mismatches(take(whole, idx), _traced_solve(m, ids[idx], probe, reset=True), ids[idx],
-                                  ctx_bound=BATCH_CONTEXT_BOUND, band=BATCH_BAND, labels_ab=("whole batch", name))
+        lines += solve_mismatches(
+            take(whole, idx),
+            _traced_solve(m, ids[idx], probe, reset=True),
+            ids[idx],
+            ctx_bound=BATCH_CONTEXT_BOUND,
+            band=BATCH_BAND,
+            labels_ab=("whole batch", name),
+        )
     problems += _first(lines, "solve")
     ok = not problems
-    detail = (f"one step and the stated solve agree across {len(subsets(probe))} sub-batches "
-              f"(float64; largest one-step gap {float(step_gap.max()):.2g})") if ok else "; ".join(problems)
-    return CheckResult.judged("batch_invariance", ok, detail, max_step_gap=float(step_gap.max()),
-                              step_gap=step_gap.tolist(), subsets=list(subsets(probe)))
+    detail = (
+        (
+            f"one step and the stated solve agree across {len(subsets(probe))} sub-batches "
+            f"(float64; largest one-step gap {float(step_gap.max()):.2g})"
+        )
+        if ok
+        else "; ".join(problems)
+    )
+    return CheckResult.judged(
+        "batch_invariance",
+        ok,
+        detail,
+        max_step_gap=float(step_gap.max()),
+        step_gap=step_gap.tolist(),
+        subsets=list(subsets(probe)),
+    )
 
 
 def _first(lines: list[str], what: str, limit: int = 3) -> list[str]:
@@ -118,24 +136,42 @@ def compare_copies(probe: Probe, name: str, a: Model, b: Model, labels_ab: tuple
     bad = (step_gap > PARITY_STEP_BOUND).nonzero().flatten()
     if bad.numel():
         worst = int(step_gap.argmax())
-        problems.append(f"one step: {labels(ids, bad)} differ, {la} vs {lb} (worst {labels(ids, [worst])}: "
-                        f"{float(step_gap[worst]):.3g} > {PARITY_STEP_BOUND:.0e})")
+        problems.append(
+            f"one step: {labels(ids, bad)} differ, {la} vs {lb} (worst {labels(ids, [worst])}: "
+            f"{float(step_gap[worst]):.3g} > {PARITY_STEP_BOUND:.0e})"
+        )
     ra, rb = _traced_solve(a, ids, probe), _traced_solve(b, ids, probe)
-    lines = solve_mismatches(ra, rb, ids, ctx_bound=PARITY_CONTEXT_BOUND, band=PARITY_BAND, labels_ab=labels_ab)
+    lines = solve_mismatches(
+        ra, rb, ids, ctx_bound=PARITY_CONTEXT_BOUND, band=PARITY_BAND, labels_ab=labels_ab
+    )
     problems += _first(lines, "solve")
     ctx = entry_gap(ra.context, rb.context)
     ok = not problems
-    detail = (f"{la} vs {lb}: one step within {float(step_gap.max()):.2g}, solves agree (contexts within "
-              f"{float(ctx.max()):.2g})") if ok else "; ".join(problems)
-    return CheckResult.judged(name, ok, detail, max_step_gap=float(step_gap.max()), step_gap=step_gap.tolist(),
-                              max_context_gap=float(ctx.max()), solve_mismatches=len(lines))
+    detail = (
+        (
+            f"{la} vs {lb}: one step within {float(step_gap.max()):.2g}, solves agree (contexts within "
+            f"{float(ctx.max()):.2g})"
+        )
+        if ok
+        else "; ".join(problems)
+    )
+    return CheckResult.judged(
+        name,
+        ok,
+        detail,
+        max_step_gap=float(step_gap.max()),
+        step_gap=step_gap.tolist(),
+        max_context_gap=float(ctx.max()),
+        solve_mismatches=len(lines),
+    )
 
 
 def dtype_parity(probe: Probe) -> CheckResult:
     """float32 vs float64 copies of the model on its device: :func:`compare_copies`."""
     dev = probe.model.initial_context(()).device
-    return compare_copies(probe, "dtype_parity", _copy(probe.model, dev, torch.float32), probe.model64,
-                  ("float32", "float64"))
+    return compare_copies(
+        probe, "dtype_parity", _copy(probe.model, dev, torch.float32), probe.model64, ("float32", "float64")
+    )
 
 
 def device_parity(probe: Probe) -> CheckResult:
@@ -143,4 +179,6 @@ def device_parity(probe: Probe) -> CheckResult:
     if not torch.cuda.is_available():
         return CheckResult("device_parity", "skipped", "no CUDA device on this machine")
     cpu = _copy(probe.model, "cpu", torch.float32)
-    return compare_copies(probe, "device_parity", _copy(probe.model, "cuda", torch.float32), cpu, ("cuda", "cpu"))
+    return compare_copies(
+        probe, "device_parity", _copy(probe.model, "cuda", torch.float32), cpu, ("cuda", "cpu")
+    )

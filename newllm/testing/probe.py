@@ -54,20 +54,26 @@ def smoke(model: Model, ids: torch.Tensor) -> None:
     calls = (
         ("initial_context((2,))", lambda: model.initial_context((2,))),
         ("embed(token_ids[:2])", lambda: model.embed(ids[:2])),
-        ("step(embed(token_ids[:2]), initial_context((2,)))",
-         lambda: model.step(model.embed(ids[:2]), model.initial_context((2,)))),
+        (
+            "step(embed(token_ids[:2]), initial_context((2,)))",
+            lambda: model.step(model.embed(ids[:2]), model.initial_context((2,))),
+        ),
     )
     with eval_mode(model), torch.no_grad():
         for text, call in calls:
             try:
                 out = call()
             except TypeError as exc:
-                raise ValueError(f"{type(model).__name__}.{text} raised TypeError ({exc}): "
-                                 "see the protocol in docs/verify.md") from None
+                raise ValueError(
+                    f"{type(model).__name__}.{text} raised TypeError ({exc}): "
+                    "see the protocol in docs/verify.md"
+                ) from None
             except Exception:  # noqa: BLE001 - reported by the checks, not here
                 return
             if not isinstance(out, torch.Tensor):
-                raise ValueError(f"{type(model).__name__}.{text} returned {type(out).__name__}, expected a Tensor")
+                raise ValueError(
+                    f"{type(model).__name__}.{text} returned {type(out).__name__}, expected a Tensor"
+                )
 
 
 def apply(model: Model, ids: torch.Tensor, contexts: torch.Tensor) -> torch.Tensor:
@@ -152,8 +158,13 @@ class Probe:
     @cached_property
     def reference(self) -> FixedPointResult:
         """Float64 fixed points: Anderson from the initial context (settings: module constants)."""
-        cfg = SolverConfig(metric="rel", threshold=REF_THRESHOLD, max_iterations=REF_ITERATIONS,
-                           method="anderson", stall_window=REF_STALL)
+        cfg = SolverConfig(
+            metric="rel",
+            threshold=REF_THRESHOLD,
+            max_iterations=REF_ITERATIONS,
+            method="anderson",
+            stall_window=REF_STALL,
+        )
         return solve(self.model64, self.token_ids, cfg)
 
     @cached_property
