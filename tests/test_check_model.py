@@ -313,3 +313,22 @@ def test_solve_mismatches_allow_only_rounding_at_the_threshold():
     near.trace["l2"][k - 1, 0] = cfg.threshold * (1 - 1e-9)
     assert solve_mismatches(near, flipped, ids, ctx_bound=1e-9, band=1e-6) == []
     assert len(solve_mismatches(near, flipped, ids, ctx_bound=1e-9, band=1e-12)) == 1
+
+
+def test_the_solver_and_the_contraction_toolkit_accept_any_protocol_model():
+    """A model that is not a CVFPModel (the GRU example: no config, no token_embedding) solves, with
+    and without a start, and gets a contraction report; a non-model is refused naming the protocol."""
+    from examples.gru_model import GRUContextModel
+    from newllm import contraction, solve
+
+    model = GRUContextModel(vocab_size=32, embed_dim=6, context_dim=5, seed=1)
+    res = solve(model, [1, 2, 3], SolverConfig(metric="l2", threshold=1e-6))
+    assert bool(res.converged.all()) and res.context.shape == (3, 5)
+    again = solve(model, [1, 2, 3], SolverConfig(metric="l2", threshold=1e-6), init=torch.ones(5))
+    torch.testing.assert_close(again.context, res.context, atol=1e-5, rtol=0)
+    rep = contraction.contraction_report(model, [1, 2], picard_iterations=50, ascent_steps=0, pairs=2)
+    assert rep["sigma_max"]["kind"] == "exact" and rep["tokens"] == 2 and max(rep["sigma_max"]["values"]) < 1
+    with pytest.raises(ValueError, match=r"token id 32 at position 0 is out of range: expected 0 <= id < 32"):
+        solve(model, [32])
+    with pytest.raises(ValueError, match="int does not satisfy the CVFP model protocol"):
+        solve(3, [1])

@@ -4,6 +4,7 @@ baseline round trip. (On a trained checkpoint: properties/test_check_model_train
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -107,7 +108,7 @@ def test_bad_input_is_one_error_line_and_exit_2(capsys, monkeypatch, argv, messa
     rc, out, err = run(capsys, argv)
     assert rc == 2 and out == ""
     assert len(err.strip().splitlines()) == 1 and err.startswith("error: "), err
-    assert __import__("re").search(message, err), err
+    assert re.search(message, err), err
 
 
 def test_a_baseline_of_other_settings_is_bad_input(capsys, tmp_path):
@@ -124,3 +125,14 @@ def test_a_baseline_of_other_settings_is_bad_input(capsys, tmp_path):
     base.write_text("{not json")
     rc, _, err = run(capsys, [*BUILTIN, "--checks", "convergence", "--baseline", str(base)])
     assert rc == 2 and "is not valid JSON" in err
+
+
+def test_every_json_key_is_documented(capsys, tmp_path):
+    """docs/verify.md's JSON table lists exactly the top-level keys of ``newllm verify --json``."""
+    text = (ROOT / "docs" / "verify.md").read_text().split("### JSON", 1)[1].split("\n\n`numbers`", 1)[0]
+    documented = set()
+    for row in re.findall(r"^\| (`[^|]+`) \|", text, flags=re.M):
+        documented |= set(re.findall(r"`([a-z_]+)`", row))
+    base = tmp_path / "b.json"
+    rc, out, _ = run(capsys, [*BUILTIN, "--checks", "convergence", "--write-baseline", str(base), "--json"])
+    assert rc == 0 and set(json.loads(out)) == documented
