@@ -15,6 +15,7 @@ from . import (
     reproduce_cmd,
     solve_cmd,
     train_cmd,
+    verify_cmd,
 )
 
 #: Subcommand modules; each has ``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``.
@@ -27,6 +28,7 @@ COMMANDS = [
     phase2_cmd,
     generate_cmd,
     bench_report_cmd,
+    verify_cmd,
 ]
 
 
