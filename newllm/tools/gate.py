@@ -118,8 +118,9 @@ def check(name: str, base: dict[str, Any], now: dict[str, Any]) -> list[tuple[st
     if now["tokens"] != base["tokens"]:
         return [("CHANGED", f"{name}: tokens {base['tokens']} -> {now['tokens']} (must be equal)")]
     found = [r for r in [rate_check(name, base, now)] if r] + cost_checks(name, base, now)
-    note = per_token_note(base, now)
-    return [(kind, line + note) for kind, line in found]
+    if found:  # the per-token iterations, once per configuration
+        found[0] = (found[0][0], found[0][1] + per_token_note(base, now))
+    return found
 
 
 def compare(
