@@ -205,7 +205,7 @@ def test_bad_input_exits_2_with_one_error_line(tmp_path, capsys, content, messag
     assert str(path) in err
 
 
-def test_write_baseline_round_trip_and_the_module_entry_point(tmp_path, bench):
+def test_write_baseline_round_trip_and_the_module_entry_point(tmp_path, capsys, bench):
     src = tmp_path / "bench.json"
     src.write_text(json.dumps(as_benchmark_json(bench)))
     out = tmp_path / "base.json"
@@ -230,10 +230,5 @@ def test_write_baseline_round_trip_and_the_module_entry_point(tmp_path, bench):
     assert written["source"]["command"] == "pytest bench"
     empty = tmp_path / "empty.json"
     empty.write_text(json.dumps({"benchmarks": [], "matrix": {}}))
-    r = subprocess.run(
-        [sys.executable, "-m", "newllm.tools.gate", str(empty), "--write-baseline", str(out)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
-    assert r.returncode == 2 and "holds no configuration" in r.stderr
+    assert gate.main([str(empty), "--write-baseline", str(out)]) == 2
+    assert "holds no configuration" in capsys.readouterr().err
