@@ -67,10 +67,11 @@ def test_write_baseline_then_gate_against_it(capsys, tmp_path):
     rc, out, _ = run(capsys, [*argv, "--write-baseline", str(base)])
     assert rc == 0 and f"baseline written to {base}" in out
     saved = json.loads(base.read_text())
-    assert saved["format"] == "newllm-verify-baseline/1" and saved["convergence"]["tokens"] == 16
+    assert saved["format"] == "newllm-matrix/1" and saved["configurations"]["verify"]["tokens"] == 16
+    assert saved["settings"]["token_ids"] == list(range(3, 49, 3))
     rc, out, _ = run(capsys, [*argv, "--baseline", str(base), "--json"])
     conv = json.loads(out)["checks"][0]
-    assert rc == 0 and conv["numbers"]["baseline"]["p_value"] == 1.0
+    assert rc == 0 and conv["numbers"]["baseline"]["findings"] == []
     rc, out, _ = run(capsys, [*argv, "--baseline", str(base), "--json", "--dropout-p", "0.0", "--seed", "3"])
     assert rc in (0, 1)  # another model under the same settings is compared, whatever the verdict
 
@@ -94,7 +95,7 @@ def test_write_baseline_then_gate_against_it(capsys, tmp_path):
         ([*BUILTIN, "--token-ids", "1,99"], "token id 99 at position 1 is out of range"),
         (
             [*BUILTIN, "--baseline", "/nonexistent/base.json"],
-            "cannot read baseline file '/nonexistent/base.json'",
+            "baseline: cannot read '/nonexistent/base.json'",
         ),
         (
             [*BUILTIN, "--checks", "finite", "--write-baseline", "b.json"],

@@ -8,7 +8,7 @@ satisfying :mod:`newllm.protocol` (``embed``, ``step``, ``initial_context`` on a
 from .check import CHECKS, check_model, check_names, run_check
 from .collapse import judge_collapse
 from .compare import solve_mismatches, take
-from .gate import load_baseline, make_baseline, rate_regressed
+from .gate import load_baseline, make_baseline
 from .parametrize import parametrize_with_checks
 from .parity import batch_step_gap, compare_copies
 from .probe import Probe
@@ -28,7 +28,6 @@ __all__ = [
     "load_baseline",
     "make_baseline",
     "parametrize_with_checks",
-    "rate_regressed",
     "run_check",
     "solve_mismatches",
     "take",

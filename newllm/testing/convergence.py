@@ -89,27 +89,21 @@ def convergence_numbers(probe: Probe) -> dict:
 
 
 def _against_baseline(numbers: dict, baseline: dict) -> list[str]:
-    b = baseline["convergence"]
-    base_rate = b["converged"] / b["tokens"]
-    regressed, p = gate.rate_regressed(numbers["converged"], numbers["tokens"], base_rate)
-    numbers["baseline"] = {**b, "p_value": p, "alpha": gate.ALPHA}
-    out = []
-    if regressed:
-        out.append(
-            f"rate {numbers['converged']}/{numbers['tokens']} is below the baseline's "
-            f"{b['converged']}/{b['tokens']}: one-sided binomial p = {p:.3g} < {gate.ALPHA}"
-        )
-    if gate.iterations_regressed(numbers["mean_iterations"], b["mean_iterations"]):
-        out.append(
-            f"mean iterations {numbers['mean_iterations']:.2f} exceed the baseline's "
-            f"{b['mean_iterations']:.2f} by more than {gate.ITERATION_MARGIN:.0%} + {gate.ITERATION_SLACK:g}"
-        )
-    return out
+    """Failures of the one gate (newllm.matrix.gate) against ``baseline``; improvements become a note."""
+    found = gate.findings(baseline, numbers)
+    b = baseline["configurations"][gate.CONFIG]
+    numbers["baseline"] = {
+        "tokens": b["tokens"],
+        "converged": b["converged"],
+        "mean_iterations": b["mean_iterations"],
+        "findings": [f"{kind} {line}" for kind, line in found],
+    }
+    return [f"{kind} {line}" for kind, line in found if kind != "IMPROVED"]
 
 
 def convergence(probe: Probe) -> CheckResult:
     """Rate and mean iterations under the stated solver. Fails when no token converges or one ends
-    non-finite; with a baseline, also on a rate drop (binomial gate) or more iterations (:mod:`.gate`)."""
+    non-finite; with a baseline, also when the one gate (:mod:`newllm.matrix.gate`) finds a regression."""
     nums = convergence_numbers(probe)
     problems = []
     if nums["converged"] == 0:
@@ -127,9 +121,8 @@ def convergence(probe: Probe) -> CheckResult:
     )
     if probe.baseline is not None and not problems:
         b = nums["baseline"]
-        head += (
-            f"; baseline {b['converged']}/{b['tokens']}, {b['mean_iterations']:.2f} (p = {b['p_value']:.3g})"
-        )
+        notes = "; ".join(b["findings"]) or "within the gate"
+        head += f"; baseline {b['converged']}/{b['tokens']}, {b['mean_iterations']:.2f}: {notes}"
     return CheckResult.judged(
         "convergence", not problems, head if not problems else head + ": " + "; ".join(problems), **nums
     )
