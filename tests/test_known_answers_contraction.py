@@ -1,0 +1,1 @@
+"""Known answers for newllm contraction (issue 16)."""

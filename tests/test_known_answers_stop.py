@@ -1,0 +1,1 @@
+"""Known answers for newllm stop (issue 16)."""
