@@ -162,6 +162,43 @@ def diffs(work: Path, names: list[str]) -> dict[str, str]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+_WHICH = """
+import json, os, sys
+import pytest
+
+class Failed:
+    def __init__(self):
+        self.ids = []
+    def pytest_runtest_logreport(self, report):
+        if report.failed and report.nodeid not in self.ids:
+            self.ids.append(report.nodeid)
+
+names, tests = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+out = {}
+for name in names:
+    os.environ["MUTANT_UNDER_TEST"] = name
+    rec = Failed()
+    pytest.main(["-q", "-p", "no:randomly", "-p", "no:cacheprovider", "--no-header", "-o", "addopts=", *tests],
+                plugins=[rec])
+    out[name] = rec.ids
+print("WHICH " + json.dumps(out))
+"""
+
+
+def which_tests(work: Path, names: list[str], tests: list[str]) -> dict[str, list[str]]:
+    """For each mutant, the tests of ``tests`` (files or node ids) that fail with it active: its killers."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HYPOTHESIS_PROFILE": "ci", "PYTHONDONTWRITEBYTECODE": "1"}
+    for t in tests:
+        src = ROOT / t.split("::")[0]
+        (work / "mutants" / t.split("::")[0]).write_bytes(src.read_bytes())
+    out = subprocess.run(["nice", "-n", "10", sys.executable, "-c", _WHICH, json.dumps(names), json.dumps(tests)],
+                         cwd=work / "mutants", env=env, capture_output=True, text=True)
+    line = [ln for ln in out.stdout.splitlines() if ln.startswith("WHICH ")]
+    if not line:
+        raise SystemExit(f"error: the killer search failed in {work}: {out.stderr.strip()[-400:]}")
+    return json.loads(line[-1][6:])
+
+
 def added_lines(diff: str) -> list[str]:
     return [ln[1:] for ln in diff.splitlines() if ln.startswith("+") and not ln.startswith("+++")]
 
@@ -244,6 +281,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="test the current survivors again (after adding tests); killed mutants stay killed")
     ap.add_argument("--baseline", metavar="REV", default=None,
                     help="take the modules' test files from git revision REV (the 'before' score of a new suite)")
+    ap.add_argument("--which-tests", nargs="+", metavar="TEST", default=None,
+                    help="for each listed module's survivors, the tests of TEST (files) that kill each (JSON)")
     ap.add_argument("--summary-only", action="store_true", help="write the summary without running mutmut")
     ap.add_argument("--min-score", type=float, default=90.0,
                     help="exit 1 when a complete module scores below this percentage (default: 90)")
@@ -264,6 +303,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     equivalent = load_equivalent()
     chosen = args.modules or list(mods)
+    if args.which_tests:
+        found = {}
+        for name in chosen:
+            s = summarize(name, mods[name], args.out / "work" / name, equivalent)
+            if s and s["survivors"]:
+                found[name] = which_tests(args.out / "work" / name, [x["mutant"] for x in s["survivors"]],
+                                          args.which_tests)
+        print(json.dumps(found, indent=1))
+        return 0
     deadline = None if args.budget is None else time.monotonic() + 60 * args.budget
     for name in chosen if not args.summary_only else []:
         left = None if deadline is None else deadline - time.monotonic()
