@@ -5,6 +5,7 @@ to ``lr * clip``."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from newllm import SolverConfig, solve
@@ -19,13 +20,18 @@ def _flat(model) -> torch.Tensor:
     return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
 
 
-def test_with_a_zero_learning_rate_the_loop_is_the_solver():
+@pytest.mark.parametrize(
+    "threshold, warmup, iterations",
+    [(1e-3, 3, [4, 4, 4, 4]), (1e-3, 0, [2, 2, 2, 2]), (1e-5, 0, [40, 40, 32, 40])],  # the solver's counts
+)
+def test_with_a_zero_learning_rate_the_loop_is_the_solver(threshold, warmup, iterations):
     model = tiny_model(seed=3).eval()
-    cfg = Phase1Config(threshold=1e-3, warmup=1, max_iterations=40, grad_clip=None)
+    cfg = Phase1Config(threshold=threshold, warmup=warmup, max_iterations=40, grad_clip=None)
     opt = torch.optim.SGD(model.parameters(), lr=0.0)
     out = train_group(model, opt, TOKENS, cfg, torch.Generator().manual_seed(0))
-    ref = solve(model, TOKENS, SolverConfig(metric="mse", threshold=1e-3, warmup=1, max_iterations=40,
+    ref = solve(model, TOKENS, SolverConfig(metric="mse", threshold=threshold, warmup=warmup, max_iterations=40,
                                             divergence_factor=None))
+    assert ref.iterations.tolist() == iterations
     assert out.converged.tolist() == ref.converged.tolist() and bool(out.converged.any())
     assert out.iterations.tolist() == ref.iterations.tolist()
     assert out.optimizer_steps == int(ref.iterations.max())  # one step per iteration until the last stops
