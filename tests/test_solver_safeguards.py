@@ -104,3 +104,13 @@ def test_anderson_regularisation_is_relative_to_the_gram_scale():
     for reg, z2 in ((1.0, 1.75), (0.25, 1.9), (1e-8, 2.0)):
         r = solve([0.5], [1.0], method="anderson", anderson_m=2, anderson_reg=reg, max_iterations=2)
         assert r.context.item() == pytest.approx(z2, rel=1e-7), reg
+
+
+def test_undamped_picard_takes_f_itself_not_z_plus_the_change():
+    # from z0 = 1e20 onto the constant map f = 1: z + (f - z) rounds to 0 in float64, f is 1. Taking f,
+    # iteration 2 sees a zero residual (converged at 2); the rounded update would need 3.
+    # (Anderson always forms z + beta g, so it needs 3 here: not covered.)
+    cfg = SolverConfig(metric="l2", threshold=1e-9, divergence_factor=None, max_iterations=5)
+    r = iterate(lambda z, rows: torch.ones_like(z), torch.full((2, 3), 1e20, dtype=torch.float64), cfg)
+    assert r.iterations.tolist() == [2, 2] and r.evaluations.tolist() == [2, 2]
+    assert torch.equal(r.context, torch.ones(2, 3, dtype=torch.float64))
