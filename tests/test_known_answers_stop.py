@@ -41,3 +41,11 @@ def test_replay_returns_int8_status_and_long_counts():
     status, iters, index = replay(torch.ones(3, 2, dtype=torch.float64), StopRule(threshold=0.5))
     assert status.dtype == torch.int8 and iters.dtype == torch.long and index.dtype == torch.long
     assert status.tolist() == [Status.MAX_ITERATIONS] * 2 and iters.tolist() == [3, 3] and index.tolist() == [2, 2]
+
+
+def test_replay_judges_the_first_iteration_too():
+    # token 0 is below the threshold at k = 1, token 1 at k = 2 and token 2 never
+    res = torch.tensor([[1e-4, 1.0, 1.0], [1.0, 1e-4, 1.0]], dtype=torch.float64)
+    status, iters, index = replay(res, StopRule(metric="l2", threshold=1e-3))
+    assert status.tolist() == [Status.CONVERGED, Status.CONVERGED, Status.MAX_ITERATIONS]
+    assert iters.tolist() == [1, 2, 2] and index.tolist() == [0, 1, 1]
