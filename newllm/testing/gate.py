@@ -31,7 +31,7 @@ def entry(convergence: dict[str, Any]) -> dict[str, Any]:
 
 def make_baseline(settings: dict[str, Any], convergence: dict[str, Any]) -> dict[str, Any]:
     """A baseline document from a report's ``settings`` and its ``convergence`` check's numbers."""
-    keep = {k: settings[k] for k in ("model", "token_ids", "solver", "seed") if k in settings}
+    keep: dict[str, Any] = {k: settings[k] for k in ("model", "token_ids", "solver", "seed") if k in settings}
     return B.document({CONFIG: entry(convergence)}, keep, about="newllm verify baseline (docs/verify.md)")
 
 
