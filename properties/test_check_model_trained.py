@@ -19,8 +19,8 @@ CLAIMED = ["contraction", "uniqueness", "collapse"]
 
 
 @pytest.fixture(scope="module")
-def contractive(train_cache):
-    return CM.load("contractive", train_cache)
+def contractive(model_cache):
+    return CM.load("contractive", model_cache)
 
 
 def test_the_jacobian_regularised_model_passes_contraction_when_it_claims_it(contractive):
