@@ -108,3 +108,14 @@ def test_is_collapsed_thresholds_are_strict():
     assert D.is_collapsed({**base, "max_cosine": 0.6}, max_cosine=0.5)
     assert D.is_collapsed({**base, "mean_cosine": 0.6}, mean_cosine=0.5)
     assert D.is_collapsed(base, min_rms=0.6)
+
+
+def test_the_report_thins_to_1024_rows_by_default():
+    x = torch.zeros(1025, 2, dtype=torch.float64)
+    x[:, 0] = torch.arange(1, 1026, dtype=torch.float64)  # row norms 1..1025, mean 513
+    pick = torch.linspace(0, 1024, 1024).round().long()
+    want = float((pick + 1).double().mean())  # one row left out: not 513
+    assert want != 513.0
+    assert D.collapse_report(x)["context_norm"] == pytest.approx(want, rel=1e-12)
+    assert D.collapse_report(x, max_tokens=None)["context_norm"] == pytest.approx(513.0, rel=1e-12)
+    assert D.collapse_report(x[:1024])["context_norm"] == pytest.approx(512.5, rel=1e-12)  # 1024 rows: kept
