@@ -111,11 +111,12 @@ def test_is_collapsed_thresholds_are_strict():
 
 
 def test_the_report_thins_to_1024_rows_by_default():
+    norms = torch.arange(1, 1026, dtype=torch.float64) ** 2  # row norms k^2, k = 1..1025
     x = torch.zeros(1025, 2, dtype=torch.float64)
-    x[:, 0] = torch.arange(1, 1026, dtype=torch.float64)  # row norms 1..1025, mean 513
+    x[:, 0] = norms
     pick = torch.linspace(0, 1024, 1024).round().long()
-    want = float((pick + 1).double().mean())  # one row left out: not 513
-    assert want != 513.0
+    want, full = float(norms[pick].mean()), float(norms.mean())
+    assert abs(want - full) > 1.0  # the row left out matters
     assert D.collapse_report(x)["context_norm"] == pytest.approx(want, rel=1e-12)
-    assert D.collapse_report(x, max_tokens=None)["context_norm"] == pytest.approx(513.0, rel=1e-12)
-    assert D.collapse_report(x[:1024])["context_norm"] == pytest.approx(512.5, rel=1e-12)  # 1024 rows: kept
+    assert D.collapse_report(x, max_tokens=None)["context_norm"] == pytest.approx(full, rel=1e-12)
+    assert D.collapse_report(x[:1024])["context_norm"] == pytest.approx(float(norms[:1024].mean()), rel=1e-12)
