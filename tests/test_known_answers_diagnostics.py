@@ -120,3 +120,39 @@ def test_the_report_thins_to_1024_rows_by_default():
     assert D.collapse_report(x)["context_norm"] == pytest.approx(want, rel=1e-12)
     assert D.collapse_report(x, max_tokens=None)["context_norm"] == pytest.approx(full, rel=1e-12)
     assert D.collapse_report(x[:1024])["context_norm"] == pytest.approx(float(norms[:1024].mean()), rel=1e-12)
+
+
+def test_leading_dims_are_flattened_and_the_scale_does_not_matter():
+    # [2, 3, 5] contexts (no two dims equal): the same numbers as the [6, 5] matrix; scaled by 1e-3 (norms < 1)
+    x = _with_spectrum([3.0, 2.0, 1.0], 6, 5, seed=4) * 1e-3
+    flat, cube = x, x.reshape(2, 3, 5)
+    torch.testing.assert_close(D.context_rms(cube), D.context_rms(flat).reshape(2, 3))
+    assert D.context_rms(cube).shape == (2, 3)
+    torch.testing.assert_close(D.pairwise_cosine(cube), D.pairwise_cosine(flat))
+    unit = flat / torch.linalg.vector_norm(flat, dim=-1, keepdim=True)
+    i, j = torch.triu_indices(6, 6, offset=1)
+    torch.testing.assert_close(D.pairwise_cosine(flat), (unit @ unit.T)[i, j])
+    ids = torch.tensor([0, 1, 0, 2, 3, 1])
+    assert D.distinctness(cube, ids.reshape(2, 3)) == D.distinctness(flat, ids)
+    assert D.collapse_report(cube) == pytest.approx(D.collapse_report(flat))
+
+
+def test_distinctness_pairs_of_more_rows_than_dims():
+    # 4 rows in 2 dims; ids make only pairs (0, 1), (2, 3) and the cross pairs with different ids count
+    x = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [-1.0, 0.0]])
+    d = D.distinctness(x, torch.tensor([1, 2, 1, 3]))  # pair (0, 2) is skipped
+    cos = [0.0, -1.0, 1 / math.sqrt(2), 0.0, -1 / math.sqrt(2)]  # (0,1), (0,3), (1,2), (1,3), (2,3)
+    assert d["max_cosine"] == pytest.approx(max(cos)) and d["mean_cosine"] == pytest.approx(sum(cos) / 5)
+    assert d["mean_cosine_distance"] == pytest.approx(1 - sum(cos) / 5) and sum(cos) != 0
+    # exactly one pair, with equal ids: nothing to compare
+    assert math.isnan(D.distinctness(x[:2], torch.tensor([5, 5]))["max_cosine"])
+
+
+def test_the_empty_report_has_the_same_keys():
+    assert set(D.distinctness(torch.ones(1, 3))) == set(D.distinctness(torch.eye(3)))
+
+
+def test_effective_rank_of_small_and_exactly_singular_matrices():
+    assert D.effective_rank(0.1 * torch.eye(3)) == pytest.approx(3.0)  # singular values sum to 0.3 < 1
+    assert D.effective_rank(torch.diag(torch.tensor([2.0, 0.0, 0.0]))) == pytest.approx(1.0)  # exact zeros
+
