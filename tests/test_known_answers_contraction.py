@@ -108,3 +108,17 @@ def test_predict_iterations_matches_the_count_by_hand():
     assert C.predict_iterations(torch.tensor([0.9, 2.0]), torch.tensor([0.001, 0.001]), 0.01).tolist() == [1.0, 1.0]
     # a factor of exactly 1 never gets there
     assert C.predict_iterations(torch.tensor([1.0]), torch.tensor([1.0]), 0.01).tolist() == [math.inf]
+
+
+def test_predict_iterations_is_strict_at_exact_powers():
+    # 1, 0.5, 0.25, 0.125, 0.0625: 0.125 is not below 0.125, so k = 5 (not 1 + ceil(3) = 4); likewise a
+    # first residual equal to the threshold needs one more iteration
+    assert C.predict_iterations(torch.tensor([0.5]), torch.tensor([1.0]), 0.125).tolist() == [5.0]
+    assert C.predict_iterations(0.5, 0.01, 0.01).item() == 2.0
+
+
+def test_predict_iterations_computes_in_float64():
+    # Python floats are taken as float64: 1 - 1e-9 is not 1 (float32 would round it and answer inf), and
+    # a first residual 1e-9 above the threshold is not at it
+    assert C.predict_iterations(1 - 1e-9, 1.0, 0.5).item() == 2 + math.floor(math.log(0.5) / math.log(1 - 1e-9))
+    assert C.predict_iterations(0.5, 1 + 1e-9, 1.0).item() == 2.0
