@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from newllm.stop import Status, StopRule, replay
+from newllm.stop import STALL_IMPROVEMENT, Status, StopRule, replay
 
 NAN = math.nan
 
@@ -49,3 +49,16 @@ def test_replay_judges_the_first_iteration_too():
     status, iters, index = replay(res, StopRule(metric="l2", threshold=1e-3))
     assert status.tolist() == [Status.CONVERGED, Status.CONVERGED, Status.MAX_ITERATIONS]
     assert iters.tolist() == [1, 2, 2] and index.tolist() == [0, 1, 1]
+
+
+def test_the_stall_clock_needs_a_strict_one_percent_improvement():
+    # 1.0, then exactly 1% lower (the same float expression as the rule's), then flat: the 1% step is not
+    # an improvement (strictly below is), so the clock runs from k = 1 and a window of 2 stalls at k = 3
+    r = 1.0 * (1.0 - STALL_IMPROVEMENT)
+    res = torch.tensor([[1.0], [r], [r], [r], [r]], dtype=torch.float64)
+    status, iters, _ = replay(res, StopRule(metric="l2", threshold=1e-9, stall_window=2))
+    assert status.tolist() == [Status.STALLED] and iters.tolist() == [3]
+    # a hair more than 1% is an improvement: the clock restarts at k = 2, stall at k = 4
+    res[1:] = r * (1 - 1e-12)
+    status, iters, _ = replay(res, StopRule(metric="l2", threshold=1e-9, stall_window=2))
+    assert status.tolist() == [Status.STALLED] and iters.tolist() == [4]
