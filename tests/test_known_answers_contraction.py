@@ -122,3 +122,15 @@ def test_predict_iterations_computes_in_float64():
     # a first residual 1e-9 above the threshold is not at it
     assert C.predict_iterations(1 - 1e-9, 1.0, 0.5).item() == 2 + math.floor(math.log(0.5) / math.log(1 - 1e-9))
     assert C.predict_iterations(0.5, 1 + 1e-9, 1.0).item() == 2.0
+
+
+def test_fit_log_line_fits_a_float32_trace_in_float64_and_drops_zeros():
+    k = torch.arange(1, 11, dtype=torch.float64)
+    trace = (0.5**k).to(torch.float32).unsqueeze(1)  # exact in float32; the fit must not be float32-rounded
+    _, b, _ = C.fit_log_line(trace, tail=1.0)
+    assert b.item() == pytest.approx(math.log(0.5), rel=1e-13)
+    # an exact zero (a residual at the floor 0) is left out, not fitted as log(1e-300)
+    trace = (0.5**k).unsqueeze(1)
+    trace[-1] = 0.0
+    _, b, n = C.fit_log_line(trace, tail=1.0)
+    assert n.tolist() == [9] and b.item() == pytest.approx(math.log(0.5), rel=1e-12)
