@@ -94,9 +94,7 @@ def beta_cdf(x: float, a: float, b: float) -> float:
         return 0.0
     if x >= 1.0:
         return 1.0
-    log_front = (
-        math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
-    )
+    log_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
     if x < (a + 1.0) / (a + b + 2.0):
         return math.exp(log_front) * _beta_fraction(x, a, b) / a
     return 1.0 - math.exp(log_front) * _beta_fraction(1.0 - x, b, a) / b
@@ -208,10 +206,14 @@ def clopper_pearson_interval(k: int, n: int, level: float = LEVEL) -> Interval:
 
 def _check_counts(counts: Sequence[int], tokens: Sequence[int]) -> None:
     if not counts or len(counts) != len(tokens):
-        raise ValueError(f"need one count per seed and as many token counts, got {len(counts)} and {len(tokens)}")
+        raise ValueError(
+            f"need one count per seed and as many token counts, got {len(counts)} and {len(tokens)}"
+        )
     for k, n in zip(counts, tokens, strict=True):
         if not (isinstance(n, int) and n > 0 and isinstance(k, int) and 0 <= k <= n):
-            raise ValueError(f"each seed needs integers 0 <= converged <= tokens, tokens > 0; got {k!r}/{n!r}")
+            raise ValueError(
+                f"each seed needs integers 0 <= converged <= tokens, tokens > 0; got {k!r}/{n!r}"
+            )
 
 
 def design_effect(counts: Sequence[int], tokens: Sequence[int]) -> float:

@@ -13,11 +13,15 @@ scipy_stats = pytest.importorskip("scipy.stats")
 P_GRID = [i / 20 for i in range(1, 20)]
 
 
-@pytest.mark.parametrize("n, p", [(1, 0.5), (10, 0.3), (57, 0.9), (512, 0.758), (0, 0.2), (20, 0.0), (20, 1.0)])
+@pytest.mark.parametrize(
+    "n, p", [(1, 0.5), (10, 0.3), (57, 0.9), (512, 0.758), (0, 0.2), (20, 0.0), (20, 1.0)]
+)
 def test_binomial_tails_match_scipy(n, p):
     for k in range(-1, n + 2):
         assert stats.binomial_cdf(k, n, p) == pytest.approx(float(scipy_stats.binom.cdf(k, n, p)), abs=1e-12)
-        assert stats.binomial_sf(k, n, p) == pytest.approx(float(scipy_stats.binom.sf(k - 1, n, p)), abs=1e-12)
+        assert stats.binomial_sf(k, n, p) == pytest.approx(
+            float(scipy_stats.binom.sf(k - 1, n, p)), abs=1e-12
+        )
     assert math.fsum(stats.binomial_pmf(k, n, p) for k in range(n + 1)) == pytest.approx(1.0)
 
 
@@ -52,7 +56,10 @@ def test_t_distribution_matches_scipy(df):
 @pytest.mark.parametrize("k, n", [(0, 10), (3, 10), (10, 10), (388, 512), (1, 1)])
 def test_binomial_intervals_match_scipy(k, n):
     ci = scipy_stats.binomtest(k, n).proportion_ci
-    for ours, method in ((stats.wilson_interval(k, n), "wilson"), (stats.clopper_pearson_interval(k, n), "exact")):
+    for ours, method in (
+        (stats.wilson_interval(k, n), "wilson"),
+        (stats.clopper_pearson_interval(k, n), "exact"),
+    ):
         lo, hi = ci(confidence_level=0.95, method=method)
         assert (ours.lower, ours.upper) == pytest.approx((lo, hi), abs=1e-9)
 
@@ -60,7 +67,9 @@ def test_binomial_intervals_match_scipy(k, n):
 def exact_coverage(interval, n: int) -> list[float]:
     """For each p of the grid: P(the interval of a Binomial(n, p) count covers p), summed exactly."""
     ivs = [interval(k, n) for k in range(n + 1)]
-    return [math.fsum(stats.binomial_pmf(k, n, p) for k in range(n + 1) if ivs[k].contains(p)) for p in P_GRID]
+    return [
+        math.fsum(stats.binomial_pmf(k, n, p) for k in range(n + 1) if ivs[k].contains(p)) for p in P_GRID
+    ]
 
 
 @pytest.mark.parametrize("n", [10, 20, 50])
@@ -86,7 +95,9 @@ def seeds_of_counts(rng: random.Random, seeds: int, tokens: int, mu: float, rho:
     return out
 
 
-@pytest.mark.parametrize("seeds, tokens, mu, rho", [(20, 10, 0.6, 0.0), (20, 10, 0.6, 0.2), (20, 1, 0.3, 0.0)])
+@pytest.mark.parametrize(
+    "seeds, tokens, mu, rho", [(20, 10, 0.6, 0.0), (20, 10, 0.6, 0.2), (20, 1, 0.3, 0.0)]
+)
 def test_rate_interval_covers_the_typical_rate_over_seeds(seeds, tokens, mu, rho):
     rng = random.Random(1)
     reps = 500
@@ -138,7 +149,9 @@ def test_prediction_range_holds_a_held_out_draw_at_the_stated_level():
 
 def test_design_effect_is_one_for_binomial_spread_and_grows_with_seed_differences():
     assert stats.design_effect([5] * 10, [10] * 10) == 1.0
-    assert stats.design_effect([0] * 5 + [10] * 5, [10] * 10) == pytest.approx(10 * 10 / 9 * 1.0 / 1.0, rel=1e-9)
+    assert stats.design_effect([0] * 5 + [10] * 5, [10] * 10) == pytest.approx(
+        10 * 10 / 9 * 1.0 / 1.0, rel=1e-9
+    )
     assert stats.design_effect([3], [10]) == 1.0
 
 
