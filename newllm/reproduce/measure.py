@@ -14,6 +14,7 @@ from typing import Any
 from ..metrics import convert_threshold
 from .claims import Claim, ClaimsData, Selection
 from .plan import PROBE_ITERATIONS, RECIPES, Plan, judges
+from .claims import Variant
 from .verdicts import Stat, Verdict, check_consistency, combine, judge_paired, judge_single, stat
 
 
@@ -51,8 +52,14 @@ def arithmetic(dim: int) -> dict[str, float]:
 
 
 def select(rows: list[dict[str, Any]], sel: Selection) -> Stat | None:
-    """The per-seed values of ``sel``; ValueError when a seed matches more than one row."""
+    """The per-seed values of ``sel``; ValueError when a seed matches more than one row.
+
+    A share of tokens is a rate (binomial over seeds): ``rate`` with the row's ``converged`` and
+    ``tokens``, or any field ``f`` whose row also holds ``f_count`` (tokens counted) and ``tokens``.
+    The threshold arithmetic (``exp == "arithmetic"``) is exact.
+    """
     per_seed: dict[Any, Any] = {}
+    counts: dict[Any, tuple[int, int]] = {}
     for row in rows:
         if row.get("exp") != sel.exp or row.get("judge") != sel.judge:
             continue
@@ -62,7 +69,10 @@ def select(rows: list[dict[str, Any]], sel: Selection) -> Stat | None:
         if seed in per_seed:
             raise ValueError(f"selection {sel} matches more than one row for seed {seed!r}")
         per_seed[seed] = row.get(sel.field)
-    return stat(per_seed)
+        k = row.get("converged" if sel.field == "rate" else f"{sel.field}_count")
+        if isinstance(k, int) and not isinstance(k, bool) and isinstance(row.get("tokens"), int):
+            counts[seed] = (k, row["tokens"])
+    return stat(per_seed, counts or None, exact=sel.exp == "arithmetic")
 
 
 def conditions(sel: Selection, plan: Plan) -> dict[str, Any]:
@@ -122,34 +132,59 @@ def conditions_text(c: dict[str, Any]) -> str:
     return " | ".join(parts)
 
 
+def judge_variant(c: Claim, v: Variant, rows: list[dict[str, Any]], slack: dict[str, float]) -> Verdict:
+    """One variant (or control) of claim ``c`` judged on the measured rows."""
+    if v.b is None:
+        return judge_single(c.test, c.claimed, select(rows, v.a), slack, c.question)
+    return judge_paired(c.test, c.claimed, select(rows, v.a), select(rows, v.b), slack, c.question)
+
+
 def evaluate(data: ClaimsData, rows: list[dict[str, Any]], plan: Plan) -> list[dict[str, Any]]:
     """Every claim with its variants' measurements and verdicts, JSON-ready."""
     out = []
     for c in data.claims:
-        tol = data.tolerances[c.quantity]
-        labelled: list[tuple[str, Verdict]] = []
+        slack = data.slack[c.quantity]
+        labelled: list[tuple[str, bool, Verdict]] = []
         variants = []
         for v in c.variants:
-            if v.b is None:
-                verdict = judge_single(c.test, c.claimed, select(rows, v.a), tol)
-            else:
-                verdict = judge_paired(c.test, c.claimed, select(rows, v.a), select(rows, v.b), tol)
-            labelled.append((v.label, verdict))
-            cond = conditions(v.a, plan)
-            variants.append(
-                {
-                    "label": v.label,
-                    "conditions": cond,
-                    "a": _sel_dict(v.a),
-                    "b": _sel_dict(v.b) if v.b else None,
-                    "verdict": verdict.status,
-                    "detail": verdict.detail,
-                    "measured": verdict.measured,
-                }
-            )
-        status, text = combine(labelled)
-        out.append(_claim_dict(data, c, tol, variants, status, text))
+            verdict = judge_variant(c, v, rows, slack)
+            labelled.append((v.label, v.own, verdict))
+            variants.append(_variant_dict(v, verdict, plan))
+        control = judge_variant(c, c.control, rows, slack) if c.control else None
+        comb = combine(labelled, control)
+        d = _claim_dict(data, c, slack, variants)
+        d.update(
+            status=comb.status,
+            verdict=comb.text,
+            trivial=comb.trivial,
+            holds_under=list(comb.holds_under),
+            fails_under=list(comb.fails_under),
+            inconclusive_under=list(comb.inconclusive_under),
+            control=None if c.control is None else _variant_dict(c.control, control, plan),
+        )
+        out.append(d)
     return out
+
+
+def _variant_dict(v: Variant, verdict: Verdict | None, plan: Plan) -> dict[str, Any]:
+    """A variant in report.json: its conditions, verdict, both answers, and the per-seed numbers the
+    verdict used (``values``, ``interval``, ``prediction`` of the value, or of ``a - b`` when paired)."""
+    assert verdict is not None
+    m = verdict.measured
+    main = m.get("stat") or m.get("difference") or {}
+    return {
+        "label": v.label,
+        "own": v.own,
+        "conditions": conditions(v.a, plan),
+        "a": _sel_dict(v.a),
+        "b": _sel_dict(v.b) if v.b else None,
+        **verdict.to_dict(),
+        "n_seeds": main.get("n_seeds", 0),
+        "values": main.get("values", []),
+        "interval": main.get("interval"),
+        "prediction": main.get("prediction"),
+        "measured": m,
+    }
 
 
 def consistency(data: ClaimsData) -> list[dict[str, Any]]:
@@ -163,7 +198,7 @@ def _sel_dict(s: Selection) -> dict[str, Any]:
     return {"exp": s.exp, "judge": s.judge, "field": s.field, "where": s.where}
 
 
-def _claim_dict(data: ClaimsData, c: Claim, tol, variants, status, text) -> dict[str, Any]:
+def _claim_dict(data: ClaimsData, c: Claim, slack: dict[str, float], variants) -> dict[str, Any]:
     return {
         "id": c.id,
         "note": c.note,
@@ -174,8 +209,8 @@ def _claim_dict(data: ClaimsData, c: Claim, tol, variants, status, text) -> dict
         "test": c.test,
         "quantity": c.quantity,
         "claimed": c.claimed,
-        "tolerance": tol,
-        "status": status,
-        "verdict": text,
+        "slack": slack,
+        "question": c.question,
+        "reading": c.reading,
         "variants": variants,
     }
