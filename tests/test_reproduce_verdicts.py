@@ -124,23 +124,23 @@ def test_paired_tests_use_the_interval_of_the_seed_by_seed_difference():
     assert judge_paired("less", None, None, s(1.0), ITER).status == NOT_MEASURED
 
 
-H, F, I = HOLDS, FAILS, INCONCLUSIVE
+H, F, U = HOLDS, FAILS, INCONCLUSIVE
 
 
 def _v(status):
     return Verdict(status, status)
 
 
-@pytest.mark.parametrize("primary", [H, F, I])
-@pytest.mark.parametrize("others", [(), (H,), (F,), (I,), (H, F), (H, I), (F, I), (H, F, I)])
-@pytest.mark.parametrize("control", [None, H, F, I])
+@pytest.mark.parametrize("primary", [H, F, U])
+@pytest.mark.parametrize("others", [(), (H,), (F,), (U,), (H, F), (H, U), (F, U), (H, F, U)])
+@pytest.mark.parametrize("control", [None, H, F, U])
 def test_combine_every_combination_of_outcomes(primary, others, control):
     variants = [("own", True, _v(primary))] + [(f"other-{o}", False, _v(o)) for o in others]
     c = combine(variants, None if control is None else _v(control))
     assert c.status == primary  # the note's reading decides; nothing else rescues or sinks it
     assert c.holds_under == tuple(f"other-{o}" for o in others if o == H)
     assert c.fails_under == tuple(f"other-{o}" for o in others if o == F)
-    assert c.inconclusive_under == tuple(f"other-{o}" for o in others if o == I)
+    assert c.inconclusive_under == tuple(f"other-{o}" for o in others if o == U)
     assert c.trivial == (primary == H and control == H)
     head = c.text.split(" · ")[0]
     assert head == (TRIVIAL if c.trivial else primary)
@@ -151,8 +151,8 @@ def test_combine_every_combination_of_outcomes(primary, others, control):
 def test_combine_own_variants_are_a_conjunction_and_unmeasured_ones_drop_out():
     n = Verdict(NOT_MEASURED, "")
     assert combine([("a", True, _v(H)), ("b", True, _v(H))]).status == H
-    assert combine([("a", True, _v(H)), ("b", True, _v(I))]).status == I
-    assert combine([("a", True, _v(I)), ("b", True, _v(F))]).status == F
+    assert combine([("a", True, _v(H)), ("b", True, _v(U))]).status == U
+    assert combine([("a", True, _v(U)), ("b", True, _v(F))]).status == F
     assert combine([("a", True, _v(H)), ("b", True, n)]).status == H
     only_others = combine([("a", True, n), ("b", False, _v(H))])
     assert only_others.status == NOT_MEASURED and only_others.holds_under == ("b",)

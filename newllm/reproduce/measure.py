@@ -12,9 +12,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..metrics import convert_threshold
-from .claims import Claim, ClaimsData, Selection
+from .claims import Claim, ClaimsData, Selection, Variant
 from .plan import PROBE_ITERATIONS, RECIPES, Plan, judges
-from .claims import Variant
 from .verdicts import Stat, Verdict, check_consistency, combine, judge_paired, judge_single, stat
 
 
