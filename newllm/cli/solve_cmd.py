@@ -104,7 +104,7 @@ def print_table(o: dict) -> None:
     rows = list(
         zip(o["token_ids"], o["status"], o["iterations"], o["final_residual"][o["metric"]], strict=True)
     )
-    shown = rows if len(rows) <= 20 else rows[:10] + [None] + rows[-5:]
+    shown: list[tuple | None] = list(rows) if len(rows) <= 20 else [*rows[:10], None, *rows[-5:]]
     for r in shown:
         if r is None:
             print(f"{'...':>8}")

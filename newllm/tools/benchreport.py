@@ -175,8 +175,8 @@ def plot(entries: Sequence[dict[str, Any]], path: str | Path) -> Path:
                     == (dev, state, tol, arch, method)
                 )
                 if pts:
-                    xs, ys = zip(*pts, strict=True)
-                    ax.plot(xs, ys, style, marker="o", color=colors.get(arch), label=f"{arch} {method}")
+                    px, py = zip(*pts, strict=True)
+                    ax.plot(px, py, style, marker="o", color=colors.get(arch), label=f"{arch} {method}")
         ax.set_xscale("log")
         ax.set_title(f"{dev} · {state} · {tol}")
         ax.set_xlabel("tokens")
@@ -185,7 +185,7 @@ def plot(entries: Sequence[dict[str, Any]], path: str | Path) -> Path:
     if thr:
         ax = flat[len(panels)]
         labels = [f"{e['arch']}\n{e['device']} {e['dtype']} {e['tokens']}" for e in thr]
-        xs = range(len(thr))
+        xs = list(range(len(thr)))
         ax.bar([x - 0.2 for x in xs], [e["solve_gflops"] for e in thr], width=0.4, label="batched solve")
         ax.bar([x + 0.2 for x in xs], [e["roofline_gflops"] for e in thr], width=0.4, label="matmul chain")
         for x, e in zip(xs, thr, strict=True):
