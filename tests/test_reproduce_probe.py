@@ -10,7 +10,7 @@ from newllm import SolverConfig, solve
 from newllm.phase1 import Phase1Config, train_phase1
 from newllm.reproduce.compact import compact_model, remap
 from newllm.reproduce.contraction import gate_means, jacobians, spectrum
-from newllm.reproduce.probe import Probe, decide, judged, probe, rate_vs_threshold
+from newllm.reproduce.probe import Probe, decide, judged, oscillating, probe, rate_vs_threshold
 from newllm.stop import Status
 from tests.helpers import tiny_model
 
@@ -51,6 +51,7 @@ def _hand_probe(l2_rows, finite_rows):
         norm=torch.ones(k, n),
         max_abs=torch.ones(k, n),
         finite=torch.tensor(finite_rows),
+        step_cosine=torch.full((k, n), math.nan),
         last=torch.zeros(n, 4),
         embedding=torch.zeros(n, 4),
     )
@@ -73,6 +74,42 @@ def test_decide_applies_the_growth_and_nonfinite_rules():
     assert off.status.tolist() == [Status.CONVERGED, Status.MAX_ITERATIONS, Status.NONFINITE]
     with pytest.raises(ValueError, match="probe ran 3 iterations"):
         decide(p, SolverConfig(max_iterations=4))
+
+
+def test_judged_reports_growth_beyond_ten_times_the_lowest_residual():
+    # token 0 converges; token 1 falls to 0.1 then grows 20x (diverging by the 10x check, not by the
+    # solver's default 1e6x); token 2 stays flat
+    p = _hand_probe(
+        [[1.0, 1.0, 1.0], [0.5, 0.1, 1.0], [0.001, 2.0, 1.0]],
+        [[True] * 3] * 3,
+    )
+    j = judged(p, SolverConfig(metric="l2", threshold=0.01, warmup=0, max_iterations=3))
+    assert (j["converged"], j["diverged"], j["growth10"]) == (1, 0, 1)
+    assert j["growth10_share"] == pytest.approx(1 / 3) and j["diverged_share"] == 0.0
+
+
+class _Flip(torch.nn.Module):
+    """A stand-in with the model's probe interface: token 0 flips sign each step (c <- -c + 2e, a
+    2-cycle around e), token 1 creeps monotonically towards its fixed point (c <- 0.99 c + e)."""
+
+    context_dim = 3
+    training = False
+
+    def embed(self, ids):
+        return torch.ones(len(ids), 3)
+
+    def initial_context(self, shape):
+        return torch.zeros(*shape, 3)
+
+    def step(self, e, c):
+        return torch.stack([-c[0] + 0.5 * e[0], 0.99 * c[1] + e[1]])
+
+
+def test_oscillating_flags_updates_that_reverse_direction():
+    p = probe(_Flip(), [0, 1], 150)
+    assert torch.isnan(p.step_cosine[0]).all()
+    assert p.step_cosine[1:, 0].max() < -0.99 and p.step_cosine[1:, 1].min() > 0.99
+    assert oscillating(p).tolist() == [True, False]
 
 
 def test_rate_vs_threshold_is_monotone_and_matches_decide():
@@ -126,4 +163,18 @@ def test_jacobian_equals_autograd_and_spectrum_is_consistent():
     assert torch.all(sp["sigma_max"] >= sp["rho"] - 1e-9)  # spectral radius <= spectral norm
     assert sp["singular"].shape == (2, 8) and torch.all(sp["singular"][:, :-1] >= sp["singular"][:, 1:])
     g = gate_means(model, e, c)
-    assert 0 < g["forget_gate_mean"] < 1 and 0 < g["input_gate_mean"] < 1
+    assert 0 < g["forget_gate_mean"] < 1 and 0 < g["input_gate_mean"] < 1 and 0 <= g["gate_sum_dev"] < 1
+
+
+def test_gate_sum_deviation_on_known_gates():
+    model = tiny_model(seed=5, arch="layerwise").eval()
+    e, c = model.embed([3, 8]), torch.zeros(2, model.context_dim)
+    with torch.no_grad():
+        for b in model.blocks:
+            b.gates.weight.zero_()
+            b.gates.bias.zero_()  # forget = input = 0.5: a convex combination
+    assert gate_means(model, e, c)["gate_sum_dev"] == pytest.approx(0.0)
+    with torch.no_grad():
+        for b in model.blocks:
+            b.gates.bias[: model.context_dim] = 50.0  # forget = 1, input = 0.5
+    assert gate_means(model, e, c)["gate_sum_dev"] == pytest.approx(0.5)

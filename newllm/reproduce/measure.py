@@ -50,12 +50,23 @@ def arithmetic(dim: int) -> dict[str, float]:
     }
 
 
+#: Shares of tokens and the (count, total) fields of a row they are made of: such a value is a rate
+#: (binomial over seeds) and gets the rate interval and prediction range.
+SHARES: dict[str, tuple[str, str]] = {
+    "rate": ("converged", "tokens"),
+    "diverged_share": ("diverged", "tokens"),
+    "growth10_share": ("growth10", "tokens"),
+    "oscillating_share": ("oscillating", "tokens"),
+    "head_rate": ("head_converged", "head_tokens"),
+    "head_alone_rate": ("head_alone_converged", "head_tokens"),
+}
+
+
 def select(rows: list[dict[str, Any]], sel: Selection) -> Stat | None:
     """The per-seed values of ``sel``; ValueError when a seed matches more than one row.
 
-    A share of tokens is a rate (binomial over seeds): ``rate`` with the row's ``converged`` and
-    ``tokens``, or any field ``f`` whose row also holds ``f_count`` (tokens counted) and ``tokens``.
-    The threshold arithmetic (``exp == "arithmetic"``) is exact.
+    A field of :data:`SHARES` is a rate made of a count of tokens; the threshold arithmetic
+    (``exp == "arithmetic"``) is exact.
     """
     per_seed: dict[Any, Any] = {}
     counts: dict[Any, tuple[int, int]] = {}
@@ -68,9 +79,10 @@ def select(rows: list[dict[str, Any]], sel: Selection) -> Stat | None:
         if seed in per_seed:
             raise ValueError(f"selection {sel} matches more than one row for seed {seed!r}")
         per_seed[seed] = row.get(sel.field)
-        k = row.get("converged" if sel.field == "rate" else f"{sel.field}_count")
-        if isinstance(k, int) and not isinstance(k, bool) and isinstance(row.get("tokens"), int):
-            counts[seed] = (k, row["tokens"])
+        if sel.field in SHARES:
+            k, n = (row.get(f) for f in SHARES[sel.field])
+            if isinstance(k, int) and isinstance(n, int) and n > 0:
+                counts[seed] = (k, n)
     return stat(per_seed, counts or None, exact=sel.exp == "arithmetic")
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from string import Template
@@ -26,7 +26,7 @@ MARK = {HOLDS: "✅", FAILS: "❌", INCONCLUSIVE: "❔", NOT_MEASURED: "·"}
 QUESTION_NAME = {SINGLE_RUN: "single run", TYPICAL: "typical"}
 
 
-@lru_cache(maxsize=None)
+@cache
 def template(name: str) -> Template:
     """``templates/<name>`` of this package as a :class:`string.Template`."""
     text = resources.files("newllm.reproduce").joinpath("templates", name).read_text(encoding="utf-8")
@@ -39,7 +39,9 @@ def fill(name: str, **values: Any) -> str:
 
 
 def findings_spec() -> list[dict[str, Any]]:
-    text = resources.files("newllm.reproduce").joinpath("templates", "findings.json").read_text(encoding="utf-8")
+    text = (
+        resources.files("newllm.reproduce").joinpath("templates", "findings.json").read_text(encoding="utf-8")
+    )
     return json.loads(text)
 
 
@@ -100,7 +102,9 @@ def write_markdown(path: Path, report: dict[str, Any], data: ClaimsData, figures
         run_line=_run_line(report),
         summary=_summary(report),
         findings=_findings(claims),
-        rules=fill("rules.md", slack=", ".join(f"{q} {describe_slack(v)}" for q, v in report["slack"].items())),
+        rules=fill(
+            "rules.md", slack=", ".join(f"{q} {describe_slack(v)}" for q, v in report["slack"].items())
+        ),
         verdict_table=_verdict_table(claims),
         how_to_read=fill("how_to_read.md"),
         note_tables=_note_tables(claims, data),
@@ -247,14 +251,18 @@ def _note_tables(claims: list[dict[str, Any]], data: ClaimsData) -> str:
 def _consistency(report: dict[str, Any]) -> str:
     out = ["| Check | Note § section | Result | Detail |", "|---|---|---|---|"]
     for k in report["consistency"]:
-        out.append(f"| {_esc(k['text'])} | {k['note']} § {_esc(k['section'])} | {k['status']} | {_esc(k['detail'])} |")
+        out.append(
+            f"| {_esc(k['text'])} | {k['note']} § {_esc(k['section'])} | {k['status']} | {_esc(k['detail'])} |"
+        )
     return "\n".join(out)
 
 
 def _unmeasurable(report: dict[str, Any]) -> str:
     out = ["| Note § section | Statement | Why not measured |", "|---|---|---|"]
     for u in report["unmeasured"]:
-        out.append(f"| {u['note']} § {_esc(u['section'])} | {_esc(u.get('text', '–'))} | {_esc(u['reason'])} |")
+        out.append(
+            f"| {u['note']} § {_esc(u['section'])} | {_esc(u.get('text', '–'))} | {_esc(u['reason'])} |"
+        )
     return "\n".join(out)
 
 
@@ -332,7 +340,10 @@ def _threshold_table(curves: list[dict[str, Any]]) -> str:
         return ""
     grid = curves[0]["grid"]
     picks = [i for i, g in enumerate(grid) if abs(round(math.log10(g)) - math.log10(g)) < 1e-9]
-    out = ["| model | " + " | ".join(f"rel < {fmt(grid[i])}" for i in picks) + " |", "|---|" + "---|" * len(picks)]
+    out = [
+        "| model | " + " | ".join(f"rel < {fmt(grid[i])}" for i in picks) + " |",
+        "|---|" + "---|" * len(picks),
+    ]
     for c in curves:
         out.append(
             f"| {c['arch']}, {c['state']}, {c['tokens']} tokens ({c['seeds']} seeds) | "
