@@ -178,3 +178,23 @@ def test_gate_sum_deviation_on_known_gates():
         for b in model.blocks:
             b.gates.bias[: model.context_dim] = 50.0  # forget = 1, input = 0.5
     assert gate_means(model, e, c)["gate_sum_dev"] == pytest.approx(0.5)
+
+
+def test_grad_norms_equal_clip_grad_norm_before_clipping():
+    from newllm.reproduce.gradnorm import GradNorms
+
+    model = tiny_model(seed=2)
+    params = [p for p in model.parameters() if p.requires_grad]
+    seen = []
+    with GradNorms(model) as g:
+        for k in range(3):
+            model.zero_grad(set_to_none=True)
+            c = torch.full((2, model.context_dim), 0.1 * k)
+            loss = (model.step(model.embed([1, 4]), c) - c).pow(2).mean() * 10 ** (2 - k)
+            loss.backward()
+            seen.append(float(torch.nn.utils.clip_grad_norm_(params, 1.0)))
+    assert g.norms == pytest.approx(seen, rel=1e-6) and len(g.norms) == 3
+    s = g.summary(1.0)
+    assert s["grad_norm_max"] == pytest.approx(max(seen)) and s["grad_steps_above_clip"] == sum(
+        x > 1 for x in seen
+    )
