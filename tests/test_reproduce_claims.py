@@ -99,3 +99,15 @@ def test_every_selection_points_at_one_task_of_the_full_plan():
                         assert t.conditions["probe"], f"{c.id}: {sel.field} needs a probe"
                         if sel.field.startswith(("sigma", "rho")):
                             assert t.key.get("clamp") is None, c.id
+
+
+def test_findings_and_controls_name_real_claims():
+    from newllm.reproduce.report import findings_spec
+
+    ids = {c.id for c in load_claims().claims}
+    for f in findings_spec():
+        assert f["title"] and set(f["claims"]) <= ids, f
+    for c in load_claims().claims:
+        assert len(c.own) >= 1, c.id
+        if c.control is not None:
+            assert all(s.exp == "untrained" for s in (c.control.a, c.control.b) if s is not None), c.id
