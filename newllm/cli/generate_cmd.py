@@ -22,7 +22,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="wrap the prompt as a ChatML user turn plus '<|im_start|>assistant\\n'; stop at <|im_end|>",
     )
-    p.add_argument("--max-new-tokens", type=int, default=50, help="default 50")
+    p.add_argument(
+        "--max-new-tokens", type=int, default=50, help="tokens to generate at most (default %(default)s)"
+    )
     p.add_argument("--temperature", type=float, default=1.0, help="softmax temperature (default 1)")
     p.add_argument("--greedy", action="store_true", help="always take the most probable token")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampling generator (default 0)")

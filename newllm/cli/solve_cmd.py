@@ -27,12 +27,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("solver")
     g.add_argument("--metric", choices=tuple(METRICS), default="mse", help="residual metric (default mse)")
     g.add_argument("--threshold", type=float, default=0.01, help="convergence threshold (default 0.01)")
-    g.add_argument("--max-iterations", type=int, default=200, help="default 200")
+    g.add_argument(
+        "--max-iterations", type=int, default=200, help="iteration budget per token (default %(default)s)"
+    )
     g.add_argument(
         "--warmup", type=int, default=0, help="iterations before convergence is checked (default 0)"
     )
-    g.add_argument("--context-mode", choices=("reset", "carry"), default="reset", help="default reset")
-    g.add_argument("--method", choices=("picard", "anderson"), default="picard", help="default picard")
+    g.add_argument(
+        "--context-mode",
+        choices=("reset", "carry"),
+        default="reset",
+        help="reset: every token from zeros; carry: token t from t-1's fixed point (default %(default)s)",
+    )
+    g.add_argument(
+        "--method", choices=("picard", "anderson"), default="picard", help="solver (default %(default)s)"
+    )
     g.add_argument("--damping", type=float, default=1.0, help="Picard/Anderson damping beta (default 1)")
     g.add_argument("--train-mode", action="store_true", help="iterate in train mode (dropout on)")
     common.deprecated_alias(g, "--dropout", "--train-mode", flag=True)

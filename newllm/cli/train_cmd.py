@@ -33,23 +33,45 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     d_ = p.add_argument_group("data (with --data)")
     d_.add_argument("--samples", type=int, default=10, help="conversations to train on (default 10)")
     d_.add_argument("--split", default="train_sft", help="split (default train_sft)")
-    d_.add_argument("--max-length", type=int, default=512, help="truncate conversations to this many tokens")
+    d_.add_argument(
+        "--max-length",
+        type=int,
+        default=512,
+        help="truncate conversations to this many tokens (default %(default)s)",
+    )
     g = p.add_argument_group("phase 1")
     d = Phase1Config()
     g.add_argument(
-        "--loop", choices=("spec", "batched"), default=d.loop, help="default spec (the seeds' loop)"
+        "--loop",
+        choices=("spec", "batched"),
+        default=d.loop,
+        help="spec: the seeds' loop, one token at a time; batched: a batch of samples together "
+        "(default %(default)s)",
     )
-    g.add_argument("--epochs", type=int, default=d.epochs, help=f"default {d.epochs}")
+    g.add_argument("--epochs", type=int, default=d.epochs, help="epochs (default %(default)s)")
     g.add_argument(
         "--lr", type=float, default=d.learning_rate, help=f"Adam learning rate (default {d.learning_rate:g})"
     )
-    g.add_argument("--max-iterations", type=int, default=d.max_iterations, help=f"default {d.max_iterations}")
+    g.add_argument(
+        "--max-iterations",
+        type=int,
+        default=d.max_iterations,
+        help="inner iterations per token at most (default %(default)s)",
+    )
     g.add_argument("--threshold", type=float, default=d.threshold, help="mse threshold (default 0.01)")
     common.deprecated_alias(g, "--tolerance", "--threshold", type=float)
-    g.add_argument("--warmup", type=int, default=d.warmup, help="default 0")
+    g.add_argument(
+        "--warmup",
+        type=int,
+        default=d.warmup,
+        help="iterations before convergence is checked (default %(default)s)",
+    )
     g.add_argument("--grad-clip", type=float, default=d.grad_clip, help="max grad norm (default 1.0)")
     g.add_argument(
-        "--batch-samples", type=int, default=d.batch_samples, help="samples per batch (batched loop)"
+        "--batch-samples",
+        type=int,
+        default=d.batch_samples,
+        help="samples per optimizer batch (batched loop; default %(default)s)",
     )
     g.add_argument(
         "--jacobian-weight",
