@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from ..config import ModelConfig
+from ..config import ARCH_VALUES, ModelConfig
 from ..runs.jsonio import dumps
 from ..tokens import spread_token_ids
 
@@ -45,7 +45,7 @@ def deprecated_alias(p: argparse._ActionsContainer, old: str, new: str, *, flag:
 
 def add_model_arguments(p: argparse.ArgumentParser, *, required: bool = False) -> None:
     g = p.add_argument_group("model")
-    g.add_argument("--arch", choices=("sequential", "layerwise"), help="architecture (default layerwise)")
+    g.add_argument("--arch", choices=ARCH_VALUES, help="architecture (default layerwise)")
     g.add_argument("--structure", type=int_list, help="layers per block, e.g. 2,2 (generalises --arch)")
     g.add_argument("--layers", type=int, help="number of layers (default 2)")
     g.add_argument("--dim", type=int, help="embed/context/hidden dim (default 256)")

@@ -7,8 +7,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ..matrix import NOTES_ARCHITECTURES
 from ..stats import rate_interval
-from .plan import ARCHS, Plan
+from .plan import Plan
 
 #: (label, experiment, where) of the model states compared in the contraction and collapse tables.
 SOURCES: tuple[tuple[str, str, dict[str, Any]], ...] = (
@@ -145,7 +146,7 @@ def _rate_vs_tokens(rows: list[dict[str, Any]], plan: Plan) -> dict[str, list[di
         ("trained", "phase1_scaling", "l2", "after training: eval, l2 < 0.01", "dashed",
          {"loop": "spec", "recipe": "001"}, plan.scaling_counts),
     ]  # fmt: skip
-    for arch in ARCHS:
+    for arch in NOTES_ARCHITECTURES:
         for state, exp, judge, label, style, where, counts in specs:
             pts = [(n, rate_point(rows, exp, judge, {**where, "arch": arch, "tokens": n})) for n in counts]
             pts = [(n, p) for n, p in pts if p is not None]
@@ -218,7 +219,7 @@ def _pick(results: list[dict[str, Any]], seed: int, what: str) -> list[dict[str,
 def _table(rows, judge: str, fields: list[tuple[str, str]], require: str) -> list[dict[str, Any]]:
     out = []
     for label, exp, where in SOURCES:
-        for arch in ARCHS:
+        for arch in NOTES_ARCHITECTURES:
             w = {**where, "arch": arch}
             if not values(rows, exp, judge, w, require):
                 continue
@@ -245,7 +246,7 @@ def _one_iteration(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for label, exp, where in SOURCES:
         if exp == "untrained":
             continue
-        for arch in ARCHS:
+        for arch in NOTES_ARCHITECTURES:
             w = {**where, "arch": arch}
             at1 = values(rows, exp, "mse", w, "converged_at_1")
             n = values(rows, exp, "mse", w, "tokens")
