@@ -181,7 +181,7 @@ def test_gate_sum_deviation_on_known_gates():
 
 
 def test_grad_norms_equal_clip_grad_norm_before_clipping():
-    from newllm.reproduce.gradnorm import GradNorms
+    from newllm.matrix.gradnorm import GradNorms
 
     model = tiny_model(seed=2)
     params = [p for p in model.parameters() if p.requires_grad]

@@ -87,6 +87,19 @@ def select(rows: list[dict[str, Any]], sel: Selection) -> Stat | None:
     return stat(per_seed, counts or None, exact=sel.exp == "arithmetic")
 
 
+#: How each token set reads in the report.
+TOKEN_SETS = {
+    "spread": "100, 200, ... (stride min(100, (V-1)//N))",
+    "first": "0..N-1",
+    "dialogue": "the first N tokens of a conversation (ChatML, GPT-2 tokenizer)",
+}
+
+
+def token_set(sel: Selection) -> str:
+    """The token set of a selection: named in ``where``, else the experiment's (002: 0..N-1)."""
+    return sel.where.get("ids", "first" if sel.exp == "phase1_scaling" else "spread")
+
+
 def conditions(sel: Selection, plan: Plan) -> dict[str, Any]:
     """The conditions behind a selection: decision rule, training recipe, token ids, model."""
     w = sel.where
@@ -103,16 +116,11 @@ def conditions(sel: Selection, plan: Plan) -> dict[str, Any]:
     elif sel.judge == "fixed_point":
         out["decision"] = {"mode": "eval", "at": f"the last of {PROBE_ITERATIONS} iterates"}
     if sel.exp.startswith("phase1_"):
-        loop = w.get("loop", "batched" if sel.exp == "phase1_large" else "spec")
-        out["training"] = {
-            **(RECIPES[w.get("recipe", "001")].settings or {}),
-            "loop": loop,
-            "grad_clip": 1.0,
-            "optimizer": "Adam",
-        }
+        recipe = w.get("recipe", "001") + ("-noclip" if sel.exp == "phase1_noclip" else "")
+        settings = {"grad_clip": 1.0, **(RECIPES[recipe].settings or {})}
+        out["training"] = {**settings, "loop": w.get("loop", "spec"), "optimizer": "Adam"}
     if sel.exp != "arithmetic":
-        rule = "first" if sel.exp == "phase1_scaling" else "spread"
-        out["ids"] = "0..N-1" if rule == "first" else "100, 200, ... (stride min(100, (V-1)//N))"
+        out["ids"] = TOKEN_SETS[token_set(sel)]
         cfg = plan.model_config(w.get("arch", "layerwise"), w.get("clamp"))
         out["model"] = {
             "arch": w.get("arch"),
@@ -128,19 +136,23 @@ def conditions_text(c: dict[str, Any]) -> str:
     parts = []
     d = c.get("decision")
     if d and "threshold" in d:
+        stable = ", stable" if d.get("confirm") else ""
         parts.append(
-            f"{d['mode']}, {d['metric']} < {d['threshold']:g}, warmup {d['warmup']}, max {d['max_iterations']}"
+            f"{d['mode']}, {d['metric']} < {d['threshold']:g}{stable}, warmup {d['warmup']}, max {d['max_iterations']}"
         )
     elif d:
         parts.append(", ".join(f"{v}" for v in d.values()))
     t = c.get("training")
     if t:
+        clip = "no clipping" if t["grad_clip"] is None else f"clip {t['grad_clip']:g}"
         parts.append(
             f"trained: {t['loop']} loop, {t['epochs']} ep, lr {t['learning_rate']:g}, max {t['max_iterations']} it, "
-            f"mse < {t['threshold']:g}, warmup {t['warmup']}"
+            f"mse < {t['threshold']:g}, warmup {t['warmup']}, {clip}"
         )
     if "ids" in c:
         parts.append(f"ids {c['ids']}")
+    if c.get("model", {}).get("clamp") is not None:
+        parts.append(f"clamp ±{c['model']['clamp']:g}")
     return " | ".join(parts)
 
 

@@ -59,8 +59,8 @@ def rate_vs_tokens(curves: dict[str, Any], path: Path) -> Path:
         for col, arch in enumerate(("sequential", "layerwise")):
             ax = axes[row][col]
             for i, c in enumerate(x for x in curves.get(state, []) if x["arch"] == arch):
-                lo = [r - a for r, a in zip(c["rate"], c["lower"], strict=True)]
-                hi = [b - r for r, b in zip(c["rate"], c["upper"], strict=True)]
+                lo = [max(0.0, r - a) for r, a in zip(c["rate"], c["lower"], strict=True)]
+                hi = [max(0.0, b - r) for r, b in zip(c["rate"], c["upper"], strict=True)]
                 shift = [t * (1.04 if i else 0.96) for t in c["tokens"]]  # keep the bars apart
                 ax.errorbar(shift, c["rate"], yerr=[lo, hi], ls="-" if c["style"] == "solid" else "--",
                             marker="os"[i % 2], ms=4, capsize=3, lw=1.2, label=c["label"])  # fmt: skip

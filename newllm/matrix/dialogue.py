@@ -1,4 +1,4 @@
-"""512 tokens of real dialogue for the notes' 512-token experiments ("a full UltraChat sample").
+"""The ``dialogue`` token set: real dialogue for the notes' 512-token experiments ("a full UltraChat sample").
 
 The offline corpus of :mod:`newllm.data` (human conversations in UltraChat's schema), ``train_sft`` in
 its stored order: the first conversation with at least ``n`` tokens, ChatML-encoded with the GPT-2
@@ -17,7 +17,7 @@ SCAN = 200
 @lru_cache(maxsize=4)
 def dialogue_ids(n: int) -> tuple[int, ...]:
     """The first ``n`` token ids of the first conversation with at least ``n`` tokens."""
-    from ..data import load_samples
+    from ..data import load_samples  # the data extra
 
     samples = load_samples("ultrachat", "train_sft", samples=SCAN, max_length=None)
     for conv in samples.conversations:
