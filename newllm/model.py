@@ -51,6 +51,11 @@ class CVFPModel(nn.Module):
     def context_dim(self) -> int:
         return self.config.context_dim
 
+    @property
+    def vocab_size(self) -> int:
+        """Token ids are validated against it (:mod:`newllm.protocol`)."""
+        return self.config.vocab_size
+
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
         """Weights ~ N(0, init_std²), biases 0, LayerNorm gain 1 / bias 0."""
         std = self.config.init_std

@@ -14,7 +14,7 @@ import pytest
 from filelock import FileLock
 
 from newllm.matrix import baseline as B
-from newllm.tools import gate
+from newllm.matrix import gate
 from properties import convergence as C
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]

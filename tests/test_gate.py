@@ -12,8 +12,9 @@ import pytest
 from scipy.stats import binom
 
 from newllm.matrix import baseline as B
+from newllm.matrix import gate
 from newllm.matrix import regression as R
-from newllm.tools import gate
+from newllm.tools import gate as gate_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench" / "baselines" / "cpu.json"
@@ -41,7 +42,7 @@ def as_benchmark_json(doc: dict) -> dict:
 def run(tmp_path, capsys, result: dict, *extra: str, baseline: Path = BENCH) -> tuple[int, str, str]:
     path = tmp_path / "result.json"
     path.write_text(json.dumps(result))
-    code = gate.main([str(path), "--baseline", str(baseline), *extra])
+    code = gate_cli.main([str(path), "--baseline", str(baseline), *extra])
     out = capsys.readouterr()
     return code, out.out, out.err
 
@@ -199,13 +200,13 @@ def test_bad_input_exits_2_with_one_error_line(tmp_path, capsys, content, messag
     path = tmp_path / "bad.json"
     if content is not None:
         path.write_text(content)
-    code = gate.main([str(path), "--baseline", str(BENCH)])
+    code = gate_cli.main([str(path), "--baseline", str(BENCH)])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: ") and message in err and err.count("\n") == 1
     assert str(path) in err
 
 
-def test_write_baseline_round_trip_and_the_module_entry_point(tmp_path, bench):
+def test_write_baseline_round_trip_and_the_module_entry_point(tmp_path, capsys, bench):
     src = tmp_path / "bench.json"
     src.write_text(json.dumps(as_benchmark_json(bench)))
     out = tmp_path / "base.json"
@@ -230,10 +231,5 @@ def test_write_baseline_round_trip_and_the_module_entry_point(tmp_path, bench):
     assert written["source"]["command"] == "pytest bench"
     empty = tmp_path / "empty.json"
     empty.write_text(json.dumps({"benchmarks": [], "matrix": {}}))
-    r = subprocess.run(
-        [sys.executable, "-m", "newllm.tools.gate", str(empty), "--write-baseline", str(out)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
-    assert r.returncode == 2 and "holds no configuration" in r.stderr
+    assert gate_cli.main([str(empty), "--write-baseline", str(out)]) == 2
+    assert "holds no configuration" in capsys.readouterr().err

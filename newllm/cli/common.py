@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from typing import Any
 
@@ -130,3 +131,18 @@ def model_from_checkpoint(args: argparse.Namespace):
             f"{', '.join(given)} cannot be combined with --checkpoint: the model config comes from it"
         )
     return load_model(args.checkpoint)
+
+
+def note(message: str) -> None:
+    """A one-line notice on stderr (resuming, starting fresh); shown with --quiet too, never on stdout."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def interrupted(exc: BaseException, args: argparse.Namespace, launcher: str = "newllm") -> int:
+    """After Ctrl-C in a run: one ``error:`` line naming the saved epoch and the exact command that
+    continues the run (the same arguments plus ``--resume``); exit code 130."""
+    argv = [str(a) for a in getattr(args, "_argv", sys.argv[1:])]
+    if "--resume" not in argv:
+        argv.append("--resume")
+    print(f"error: {exc}; continue with: {launcher} {shlex.join(argv)}", file=sys.stderr, flush=True)
+    return 130

@@ -6,8 +6,8 @@ import argparse
 
 import torch
 
-from ..config import SolverConfig
 from ..phase2 import generate_ids, load_phase2
+from ..phase2.trainer import phase2_solver
 from . import common
 
 NAME = "generate"
@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     ids = prompt_ids(tok, args.prompt, args.chat)
     if not ids:
         raise ValueError("--prompt encodes to no tokens")
-    solver = SolverConfig.from_dict({**state.get("solver", {}), "context_mode": state["context_mode"]})
+    solver = phase2_solver(state)
     new = generate_ids(
         model,
         head,

@@ -5,12 +5,11 @@ from __future__ import annotations
 import argparse
 import time
 from dataclasses import asdict
-from pathlib import Path
 
 from ..model import build_model
 from ..phase1 import Phase1Config, train_phase1
 from ..runs.distributed import Dist
-from ..runs.jsonio import atomic_write_json
+from ..runs.rundir import RunInterrupted
 from . import common
 
 NAME = "train"
@@ -81,7 +80,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="seed for weights, dropout and probes (default 0)")
     p.add_argument("--out", required=True, help="run directory for checkpoints, log.jsonl and the cache")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its last checkpoint (a directory without one starts at epoch 1, "
+        "with a note on stderr)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print one JSON object per epoch and a final one")
     p.add_argument(
@@ -160,21 +164,25 @@ def _run(args, mcfg, pcfg, samples, model, dist: Dist) -> int:
                 flush=True,
             )
 
-    run_ = train_phase1(
-        model,
-        samples,
-        pcfg,
-        out_dir=args.out,
-        resume=args.resume,
-        progress=not args.quiet,
-        on_epoch=on_epoch,
-        dist=dist,
-    )
+    try:
+        run_ = train_phase1(
+            model,
+            samples,
+            pcfg,
+            out_dir=args.out,
+            resume=args.resume,
+            progress=not args.quiet,
+            on_epoch=on_epoch,
+            dist=dist,
+            # data.json: which conversations the samples are, in cache order (Phase 2 splits by them)
+            data=getattr(args, "_data_meta", None),
+            notice=common.note if dist.is_main else None,
+        )
+    except RunInterrupted as exc:
+        launcher = f"torchrun --nproc-per-node {dist.world_size} -m newllm" if dist.enabled else "newllm"
+        return common.interrupted(exc, args, launcher) if dist.is_main else 130
     if not dist.is_main:
         return 0
-    meta = getattr(args, "_data_meta", None)
-    if meta is not None:  # which conversations the samples are, in cache order (Phase 2 splits by them)
-        atomic_write_json(Path(args.out) / "data.json", meta)
     final = {
         "event": "done",
         "arch": mcfg.arch_name,

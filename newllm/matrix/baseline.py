@@ -100,7 +100,7 @@ def read(path: str | Path) -> dict[str, Any]:
     try:
         data = json.loads(Path(path).read_text())
     except OSError as exc:
-        raise FormatError(f"cannot read {p} ({exc.strerror or exc})") from None
+        raise FormatError(f"cannot read {p!r} ({exc.strerror or exc})") from None
     except ValueError as exc:
         raise FormatError(f"{p} is not valid JSON ({exc})") from None
     if isinstance(data, dict) and isinstance(data.get("benchmarks"), list):

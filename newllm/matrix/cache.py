@@ -114,7 +114,7 @@ def load(d: Path, spec: ModelSpec) -> Built:
     from .models import Built, start
 
     ck = load_checkpoint(d)
-    state = ck.manifest["state"]
+    state = ck.manifest.state
     model, id_map = start(spec)
     rows = torch.tensor(state["rows"], dtype=torch.long)
     small = ck.model.state_dict()
