@@ -189,7 +189,9 @@ def wilson_interval(k: float, n: float, level: float = LEVEL, *, z: float | None
     p = k / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return Interval(max(0.0, centre - half), min(1.0, centre + half), level, "wilson")
+    lo = 0.0 if k == 0 else max(0.0, centre - half)  # exact at the ends (no float residue)
+    hi = 1.0 if k == n else min(1.0, centre + half)
+    return Interval(lo, hi, level, "wilson")
 
 
 def clopper_pearson_interval(k: int, n: int, level: float = LEVEL) -> Interval:

@@ -122,8 +122,9 @@ class Plan:
         ("dialogue", "spec", "001", NOTES_ARCHITECTURES),
         ("dialogue", "spec", "004", ("layerwise",)),  # 004's own loop: 28k optimizer steps per model
     )
-    #: 004's clipping claim: the same, trained without gradient clipping.
-    noclip: tuple[Large, ...] = (("dialogue", "spec", "001", NOTES_ARCHITECTURES),)
+    #: 004's clipping claim: trained without gradient clipping at ``noclip_count`` tokens; None skips.
+    noclip_count: int | None = 100
+    noclip: tuple[Large, ...] = (("first", "spec", "001", NOTES_ARCHITECTURES),)
     #: Jacobian spectra at the fixed point for at most this many tokens per task.
     contraction_tokens: int = 5
     #: ModelConfig overrides (tests shrink the dims); empty = the seeds' model.
@@ -188,14 +189,13 @@ class Plan:
                         out.append(
                             self._trained("phase1_scaling", arch, seed, n, "first", "spec", "001", probe)
                         )
-                if self.large_count is None:
-                    continue
-                for exp, conds in (("phase1_large", self.large), ("phase1_noclip", self.noclip)):
-                    for ids, loop, recipe, archs in conds:
+                for exp, n, conds in (
+                    ("phase1_large", self.large_count, self.large),
+                    ("phase1_noclip", self.noclip_count, self.noclip),
+                ):
+                    for ids, loop, recipe, archs in conds if n is not None else ():
                         if arch in archs:
-                            out.append(
-                                self._trained(exp, arch, seed, self.large_count, ids, loop, recipe, False)
-                            )
+                            out.append(self._trained(exp, arch, seed, n, ids, loop, recipe, False))
         return out
 
     def token_ids(self, rule: str, n: int) -> list[int]:
@@ -298,5 +298,6 @@ def quick_plan(seeds=None, trained_seeds=None, **kw: Any) -> Plan:
         scaling_spec_counts=(10, 20),
         scaling_probe_counts=(10,),
         large_count=None,
+        noclip_count=None,
         **kw,
     )

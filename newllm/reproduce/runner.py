@@ -97,6 +97,7 @@ def build_report(plan: Plan, results: list[dict[str, Any]]) -> dict[str, Any]:
             "dialogue_count": plan.dialogue_count,
             "large_count": plan.large_count,
             "large": [list(x[:3]) + [list(x[3])] for x in plan.large],
+            "noclip_count": plan.noclip_count,
             "noclip": [list(x[:3]) + [list(x[3])] for x in plan.noclip],
             "contraction_tokens": plan.contraction_tokens,
         },
