@@ -65,12 +65,13 @@ def rate_vs_tokens(curves: dict[str, Any], path: Path) -> Path:
                 ax.errorbar(shift, c["rate"], yerr=[lo, hi], ls="-" if c["style"] == "solid" else "--",
                             marker="os"[i % 2], ms=4, capsize=3, lw=1.2, label=c["label"])  # fmt: skip
             _log(ax, "x")
+            ax.margins(x=0.08)
             ax.set_ylim(-0.05, 1.05)
             ax.set_title(f"{arch}, {what}", fontsize=9)
             ax.set_xlabel("tokens", fontsize=8)
             ax.set_ylabel("convergence rate (seed mean, 95% CI)", fontsize=8)
             ax.tick_params(labelsize=8)
-            ax.legend(fontsize=7, loc="lower left")
+            ax.legend(fontsize=7, loc="center right")
     return _save(fig, path)
 
 
