@@ -25,6 +25,7 @@ def strip_timing(report: dict) -> dict:
     return {k: v for k, v in report.items() if k != "timing"}
 
 
+@pytest.mark.slow
 def test_quick_end_to_end_then_resume(tmp_path, capsys):
     out, models = tmp_path / "r", tmp_path / "models"
     seeds = ("--seeds", "0,1", "--trained-seeds", "0")
