@@ -148,6 +148,31 @@ def test_combine_every_combination_of_outcomes(primary, others, control):
     assert (FAILS_ONLY in c.text) == (primary != F and F in others)
 
 
+MIRROR = {H: F, F: H, U: U}
+
+
+@pytest.mark.parametrize("primary", [H, F, U])
+@pytest.mark.parametrize("others", [(), (H,), (F,), (U,), (H, F), (H, U), (F, U), (H, F, U), (F, F, H)])
+def test_combine_is_symmetric_in_holds_and_fails(primary, others):
+    """Swapping every "holds" for "does not hold" swaps the verdict and its two annotations: the
+    combiner leans neither way (no control: a control only ever tags a holding claim)."""
+    variants = [("own", True, _v(primary))] + [(f"other{i}", False, _v(o)) for i, o in enumerate(others)]
+    mirrored = [(lab, own, _v(MIRROR[v.status])) for lab, own, v in variants]
+    a, b = combine(variants), combine(mirrored)
+    assert b.status == MIRROR[a.status]
+    assert (b.holds_under, b.fails_under, b.inconclusive_under) == (
+        a.fails_under,
+        a.holds_under,
+        a.inconclusive_under,
+    )
+    swap = {HOLDS_ONLY: FAILS_ONLY, FAILS_ONLY: HOLDS_ONLY, H: F, F: H}
+    mirror_text = {
+        next((swap[k] + p[len(k) :] for k in (HOLDS_ONLY, FAILS_ONLY) if p.startswith(k)), swap.get(p, p))
+        for p in a.text.split(" · ")
+    }
+    assert set(b.text.split(" · ")) == mirror_text
+
+
 def test_combine_own_variants_are_a_conjunction_and_unmeasured_ones_drop_out():
     n = Verdict(NOT_MEASURED, "")
     assert combine([("a", True, _v(H)), ("b", True, _v(H))]).status == H

@@ -73,7 +73,6 @@ def build_report(plan: Plan, results: list[dict[str, Any]]) -> dict[str, Any]:
     rows = rows_from_results(results, plan.context_dim)
     claims = evaluate(data, rows, plan)
     beyond = summarize(rows, results, plan)
-    cfg = plan.model_config("layerwise")
     d = plan.context_dim
     arith = arithmetic(d)
     # a LayerNorm'd context has norm ~ sqrt(D): the rel equivalents of the two thresholds
@@ -82,25 +81,7 @@ def build_report(plan: Plan, results: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "newllm": __version__,
         "repro_version": REPRO_VERSION,
-        "plan": {
-            "quick": plan.quick,
-            "seeds": list(plan.seeds),
-            "trained_seeds": list(plan.seeds_trained),
-            "dims": [cfg.embed_dim, cfg.context_dim, cfg.hidden_dim],
-            "vocab": cfg.vocab_size,
-            "threads": plan.threads,
-            "untrained_counts": list(plan.untrained_counts),
-            "spec_counts": list(plan.spec_counts),
-            "scaling_counts": list(plan.scaling_counts),
-            "scaling_spec_counts": list(plan.scaling_spec_counts),
-            "control_counts": list(plan.control_counts),
-            "dialogue_count": plan.dialogue_count,
-            "large_count": plan.large_count,
-            "large": [list(x[:3]) + [list(x[3])] for x in plan.large],
-            "noclip_count": plan.noclip_count,
-            "noclip": [list(x[:3]) + [list(x[3])] for x in plan.noclip],
-            "contraction_tokens": plan.contraction_tokens,
-        },
+        "plan": plan_facts(plan),
         "tasks": len(results),
         "counts": counts(claims),
         "claims": claims,
@@ -111,6 +92,30 @@ def build_report(plan: Plan, results: list[dict[str, Any]]) -> dict[str, Any]:
         "beyond": {k: v for k, v in beyond.items() if k not in ("traces", "spectra")},
         "beyond_plots": {k: beyond[k] for k in ("traces", "spectra")},
         "method": method_facts(plan),
+    }
+
+
+def plan_facts(plan: Plan) -> dict[str, Any]:
+    """``report.json``'s ``plan``: the seeds, model size and conditions the report was run with."""
+    cfg = plan.model_config("layerwise")
+    return {
+        "quick": plan.quick,
+        "seeds": list(plan.seeds),
+        "trained_seeds": list(plan.seeds_trained),
+        "dims": [cfg.embed_dim, cfg.context_dim, cfg.hidden_dim],
+        "vocab": cfg.vocab_size,
+        "threads": plan.threads,
+        "untrained_counts": list(plan.untrained_counts),
+        "spec_counts": list(plan.spec_counts),
+        "scaling_counts": list(plan.scaling_counts),
+        "scaling_spec_counts": list(plan.scaling_spec_counts),
+        "control_counts": list(plan.control_counts),
+        "dialogue_count": plan.dialogue_count,
+        "large_count": plan.large_count,
+        "large": [list(x[:3]) + [list(x[3])] for x in plan.large],
+        "noclip_count": plan.noclip_count,
+        "noclip": [list(x[:3]) + [list(x[3])] for x in plan.noclip],
+        "contraction_tokens": plan.contraction_tokens,
     }
 
 
