@@ -125,11 +125,22 @@ def _run_line(report: dict[str, Any]) -> str:
         mode="quick" if p["quick"] else "full",
         untrained_seeds=len(p["seeds"]),
         trained_seeds=len(p["trained_seeds"]),
+        untrained_list="seeds " + _seed_list(p["seeds"]),
+        trained_list="seeds " + _seed_list(p["trained_seeds"]),
         tasks=report["tasks"],
         dims=p["dims"],
         vocab=p["vocab"],
         threads=p["threads"],
+        quick_note=_quick_note(p),
     )
+
+
+def _quick_note(p: dict[str, Any]) -> str:
+    """The quick plan's warning under the run line (empty for the full plan)."""
+    if not p["quick"]:
+        return ""
+    lists = {k: ", ".join(map(str, p[k])) for k in ("untrained_counts", "scaling_counts", "spec_counts")}
+    return "\n\n" + fill("quick_note.md", **lists)
 
 
 def _summary(report: dict[str, Any]) -> str:
