@@ -93,13 +93,20 @@ class Stat:
     def is_rate(self) -> bool:
         return self.counts is not None
 
+    def _binomial(self) -> tuple[list[int], list[int]] | None:
+        """(converged, tokens) per seed for a rate, else None."""
+        if self.counts is None or self.tokens is None:
+            return None
+        return list(self.counts), list(self.tokens)
+
     def interval(self, log: bool = False) -> stats.Interval | None:
         """95% interval of the typical value (on the log scale when ``log``); None with one
         non-rate seed or a non-positive value on the log scale."""
         if self.exact:
             return _point(self.values, log)
-        if self.is_rate and not log:
-            return stats.rate_interval(list(self.counts), list(self.tokens))
+        b = self._binomial()
+        if b is not None and not log:
+            return stats.rate_interval(*b)
         xs = _scaled(self.values, log)
         return None if xs is None or len(xs) < 2 else stats.mean_interval(xs)
 
@@ -107,9 +114,9 @@ class Stat:
         """95% range of one new seed's value (log scale when ``log``); None when not computable."""
         if self.exact:
             return _point(self.values, log)
-        if self.is_rate and not log:
-            new = round(sum(self.tokens) / len(self.tokens))
-            return stats.rate_prediction_range(list(self.counts), list(self.tokens), new)
+        b = self._binomial()
+        if b is not None and not log:
+            return stats.rate_prediction_range(*b, round(sum(b[1]) / len(b[1])))
         xs = _scaled(self.values, log)
         return None if xs is None or len(xs) < 2 else stats.prediction_range(xs)
 
@@ -123,8 +130,9 @@ class Stat:
             "seeds": list(self.seeds),
             "values": list(self.values),
         }
-        if self.is_rate:
-            out.update(converged=list(self.counts), tokens=list(self.tokens))
+        b = self._binomial()
+        if b is not None:
+            out.update(converged=b[0], tokens=b[1])
         return out
 
 
