@@ -25,7 +25,7 @@ def strip_timing(report: dict) -> dict:
     return {k: v for k, v in report.items() if k != "timing"}
 
 
-@pytest.mark.slow
+@pytest.mark.heavy  # about 45 CPU-s: the opt-in lane (pytest -m heavy)
 def test_quick_end_to_end_then_resume(tmp_path, capsys):
     out, models = tmp_path / "r", tmp_path / "models"
     seeds = ("--seeds", "0,1", "--trained-seeds", "0")
