@@ -25,7 +25,8 @@ class GradNorms:
     def _hook(self, p: torch.Tensor) -> None:
         if id(p) in self._step:
             self._flush()
-        self._step[id(p)] = float(p.grad.detach().double().pow(2).sum())
+        if p.grad is not None:
+            self._step[id(p)] = float(p.grad.detach().double().pow(2).sum())
 
     def _flush(self) -> None:
         if self._step:

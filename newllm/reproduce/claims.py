@@ -204,7 +204,8 @@ def _variants(
         specs = m
     fld = c.get("field")
     own_labels = set(c.get("own", []))
-    out, controls = [], []
+    out: list[Variant] = []
+    controls: list[Variant] = []
     for s in specs:
         own = bool(s.get("own")) if not own_labels else s["label"] in own_labels
         if "a" in s:

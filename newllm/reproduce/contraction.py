@@ -45,7 +45,7 @@ def gate_means(model: CVFPModel, embedding: torch.Tensor, contexts: torch.Tensor
     Seed 003 argues that at random init both sit near 0.5 ("a damped update", "a convex combination").
     """
     seen: list[torch.Tensor] = []
-    hooks = [b.gates.register_forward_hook(lambda _m, _i, out: seen.append(out)) for b in model.blocks]
+    hooks = [b.gates.register_forward_hook(lambda _m, _i, out: seen.append(out)) for b in model.block_list()]
     was = model.training
     model.eval()
     try:

@@ -159,7 +159,7 @@ def _direct(model: CVFPModel, local: list[int], ids: list[int], *, warmup10: boo
         "rms_f0_mean": float(rms_f0.mean()),
         "pre_ln_var_f0_min": float(pre_var.min()),
         "pre_ln_var_f0_mean": float(pre_var.mean()),
-        "ln_eps": model.blocks[-1].norm.eps,
+        "ln_eps": model.block_list()[-1].norm.eps,
         **ln_gains(model),
         **diagnostics.collapse_report(results["mse"].context, torch.tensor(ids)),
     }
@@ -185,7 +185,7 @@ def _recheck(model: CVFPModel, e: torch.Tensor, r: FixedPointResult, cfg: Solver
 
 def _solve_stats(r: FixedPointResult) -> dict[str, Any]:
     conv = r.converged
-    out = {
+    out: dict[str, Any] = {
         "tokens": r.num_tokens,
         "converged": int(conv.sum()),
         "rate": r.rate,

@@ -30,7 +30,7 @@ def at_probe_end(model: CVFPModel, p: Probe, ids: list[int], contraction_tokens:
         "rms_f0_mean": float(rms_f0.mean()),
         "pre_ln_var_f0_min": float(pre_var.min()),
         "pre_ln_var_f0_mean": float(pre_var.mean()),
-        "ln_eps": model.blocks[-1].norm.eps,
+        "ln_eps": model.block_list()[-1].norm.eps,
         **ln_gains(model),
         **rep,
         **gate_means(model, p.embedding, p.last),
@@ -80,7 +80,7 @@ def first_step(model: CVFPModel, embedding: torch.Tensor) -> tuple[torch.Tensor,
     ``mse(f(0), 0)`` is tiny and a zero start "converges" at iteration 1.
     """
     seen: list[torch.Tensor] = []
-    hook = model.blocks[-1].norm.register_forward_pre_hook(lambda _m, args: seen.append(args[0]))
+    hook = model.block_list()[-1].norm.register_forward_pre_hook(lambda _m, args: seen.append(args[0]))
     was = model.training
     model.eval()
     try:
@@ -93,8 +93,8 @@ def first_step(model: CVFPModel, embedding: torch.Tensor) -> tuple[torch.Tensor,
 
 
 def ln_gains(model: CVFPModel) -> dict[str, float]:
-    w_all = torch.cat([b.norm.weight.detach().double() for b in model.blocks])
-    w_last = model.blocks[-1].norm.weight.detach().double()
+    w_all = torch.cat([b.norm.weight.detach().double() for b in model.block_list()])
+    w_last = model.block_list()[-1].norm.weight.detach().double()
     return {
         "ln_gain_mean": float(w_all.mean()),
         "ln_gain_last_mean": float(w_last.mean()),

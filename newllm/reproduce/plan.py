@@ -189,13 +189,13 @@ class Plan:
                         out.append(
                             self._trained("phase1_scaling", arch, seed, n, "first", "spec", "001", probe)
                         )
-                for exp, n, conds in (
+                for exp, count, conds in (
                     ("phase1_large", self.large_count, self.large),
                     ("phase1_noclip", self.noclip_count, self.noclip),
                 ):
-                    for ids, loop, recipe, archs in conds if n is not None else ():
-                        if arch in archs:
-                            out.append(self._trained(exp, arch, seed, n, ids, loop, recipe, False))
+                    for ids, loop, recipe, archs in conds if count is not None else ():
+                        if arch in archs and count is not None:
+                            out.append(self._trained(exp, arch, seed, count, ids, loop, recipe, False))
         return out
 
     def token_ids(self, rule: str, n: int) -> list[int]:

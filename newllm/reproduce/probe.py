@@ -11,6 +11,7 @@ the same statuses and iteration counts as :func:`newllm.solve` with that config 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -130,7 +131,7 @@ def judged(p: Probe, cfg: SolverConfig) -> dict:
         finite=p.finite[: cfg.max_iterations],
     )
     growth10 = int(((grow == Status.NONFINITE) | (grow == Status.GROWTH)).sum())
-    out = {
+    out: dict[str, Any] = {
         "tokens": n,
         "converged": int(conv.sum()),
         "rate": float(conv.double().mean()),

@@ -5,6 +5,7 @@ tables, and the "converges in 1 iteration" check (``mse(f(0), 0) = rms(f(0))² <
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from ..matrix import NOTES_ARCHITECTURES
@@ -136,7 +137,7 @@ def summarize(rows: list[dict[str, Any]], results: list[dict[str, Any]], plan: P
 def _rate_vs_tokens(rows: list[dict[str, Any]], plan: Plan) -> dict[str, list[dict[str, Any]]]:
     """Per state and architecture, one curve per decision rule: mean rate and 95% interval per count."""
     out: dict[str, list[dict[str, Any]]] = {"untrained": [], "trained": []}
-    specs = [
+    specs: list[tuple[str, str, str, str, str, dict[str, Any], Sequence[int]]] = [
         ("untrained", "untrained", "seed000", "eval, l2 < 0.01, warmup 100 (000's rule)", "dashed",
          {"clamp": None, "ids": "spread"}, plan.untrained_counts),
         ("untrained", "untrained", "mse", "eval, mse < 0.01", "solid", {"clamp": None, "ids": "spread"},
@@ -148,8 +149,8 @@ def _rate_vs_tokens(rows: list[dict[str, Any]], plan: Plan) -> dict[str, list[di
     ]  # fmt: skip
     for arch in NOTES_ARCHITECTURES:
         for state, exp, judge, label, style, where, counts in specs:
-            pts = [(n, rate_point(rows, exp, judge, {**where, "arch": arch, "tokens": n})) for n in counts]
-            pts = [(n, p) for n, p in pts if p is not None]
+            at = [(n, rate_point(rows, exp, judge, {**where, "arch": arch, "tokens": n})) for n in counts]
+            pts = [(n, p) for n, p in at if p is not None]
             if pts:
                 out[state].append(
                     {"arch": arch, "label": label, "style": style, "tokens": [n for n, _ in pts],
