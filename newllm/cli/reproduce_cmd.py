@@ -6,6 +6,7 @@ import argparse
 
 from ..reproduce import full_plan, quick_plan, run_reproduction
 from ..reproduce.report import STATUS_ORDER
+from . import args as A
 from . import common
 
 NAME = "reproduce"
@@ -18,13 +19,19 @@ TINY_MODEL = {"embed_dim": 16, "context_dim": 16, "hidden_dim": 16, "vocab_size"
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="one seed, fewer token counts (about a minute)")
     p.add_argument(
-        "--seeds", type=common.int_list, help="comma-separated seeds (default 0,1,2; with --quick: 0)"
+        "--seeds",
+        type=A.integers(0, A.SEED_MAX),
+        help="comma-separated seeds (default 0,1,2; with --quick: 0)",
     )
     p.add_argument(
-        "--out", help="output directory (default runs/reproduce, or runs/reproduce-quick with --quick)"
+        "--out",
+        type=A.out_dir,
+        help="output directory (default runs/reproduce, or runs/reproduce-quick with --quick)",
     )
     p.add_argument("--resume", action="store_true", help="reuse finished experiments stored in --out")
-    p.add_argument("--threads", type=int, default=1, help="torch threads while running (default 1)")
+    p.add_argument(
+        "--threads", type=A.integer(1, 1024), default=1, help="torch threads while running (default 1)"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print one JSON object (paths, counts, verdicts)")
     p.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
