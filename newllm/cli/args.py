@@ -25,7 +25,7 @@ VOCAB_MAX = 10_000_000
 
 
 def _range_text(lo: float | None, hi: float | None, lo_open: bool = False, hi_open: bool = False) -> str:
-    left, right = "(" if lo_open else "[", ")" if hi_open else "]"
+    left, right = "(" if lo_open or lo is None else "[", ")" if hi_open or hi is None else "]"
     return f"{left}{'-inf' if lo is None else f'{lo:g}'}, {'inf' if hi is None else f'{hi:g}'}{right}"
 
 
@@ -68,6 +68,7 @@ def number(
 
     parse.__name__ = f"number{where}"
     parse.bounds = (lo, hi)  # type: ignore[attr-defined]
+    parse.open_ends = (lo_open, hi_open)  # type: ignore[attr-defined]
     return parse
 
 

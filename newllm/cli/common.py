@@ -89,15 +89,21 @@ def model_config(args: argparse.Namespace) -> ModelConfig:
 WEIGHT_COPIES = 4
 
 
+def model_parameters(cfg: ModelConfig) -> int:
+    """The parameter count of ``build_model(cfg)``, from the config alone (tests/test_bad_args.py checks it
+    against the built model): embedding and its LayerNorm, then per block its Linear layers, the fused
+    gates Linear and the context LayerNorm."""
+    e, c, h = cfg.embed_dim, cfg.context_dim, cfg.hidden_dim
+    total = cfg.vocab_size * e + 2 * e
+    for n in cfg.blocks:
+        total += (e + c) * h + h + (n - 1) * (h * h + h) + h * 3 * c + 3 * c + 2 * c
+    return total
+
+
 def check_memory(cfg: ModelConfig) -> None:
     """ValueError, before any allocation, when :data:`WEIGHT_COPIES` float32 copies of the model's weights
-    exceed this machine's memory (the parameters are counted on torch's meta device)."""
-    import torch
-
-    from ..model import CVFPModel
-
-    with torch.device("meta"):
-        params = sum(p.numel() for p in CVFPModel(cfg).parameters())
+    exceed this machine's memory."""
+    params = model_parameters(cfg)
     need = WEIGHT_COPIES * 4 * params
     have = machine_memory()
     if have is not None and need > have:
@@ -118,9 +124,8 @@ def machine_memory() -> int | None:
         return None
 
 
-def read_samples_json(path: str) -> list[list[int]]:
-    """A JSON file holding a non-empty list of non-empty lists of integer token ids (ids are range-checked
-    against the vocabulary where the model sees them)."""
+def read_samples_json(path: str, vocab_size: int = A.VOCAB_MAX) -> list[list[int]]:
+    """A JSON file holding a non-empty list of non-empty lists of integer token ids in ``[0, vocab_size)``."""
     from ..textfiles import read_json
 
     data = read_json(path, "samples file")
@@ -128,10 +133,10 @@ def read_samples_json(path: str) -> list[list[int]]:
         raise ValueError(f"samples file {path!r} must hold a non-empty list of non-empty lists of token ids")
     for i, s in enumerate(data):
         for j, t in enumerate(s):
-            if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < A.VOCAB_MAX:
+            if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < vocab_size:
                 raise ValueError(
                     f"samples file {path!r}: sample {i} position {j} holds {t!r}: expected an integer token "
-                    f"id in [0, {A.VOCAB_MAX - 1}]"
+                    f"id in [0, {vocab_size - 1}] (the vocabulary has {vocab_size} ids)"
                 )
     return data
 

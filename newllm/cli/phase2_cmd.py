@@ -185,6 +185,11 @@ def run(args: argparse.Namespace) -> int:
             f"{str(out.path)!r} already holds a checkpoint: pass --resume to continue it, or another --out"
         )
     t0 = time.perf_counter()
+    kind = run_dir.manifest().kind
+    if kind != "phase1":
+        raise CheckpointError(
+            f"{str(run_dir.path)!r} is a {kind} run directory, not a Phase 1 one (use the --out of newllm train)"
+        )
     ck = load_checkpoint(run_dir)
     own = read_cache(run_dir, expect_checkpoint=ck.tag, vocab_size=ck.model.config.vocab_size)
     meta = read_data_json(run_dir, own.num_samples)

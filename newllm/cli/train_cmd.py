@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import time
 from dataclasses import asdict
+from pathlib import Path
 
 from ..model import build_model
 from ..phase1 import Phase1Config, train_phase1
 from ..runs.distributed import Dist
+from ..runs.manifest import MANIFEST
 from ..runs.rundir import RunInterrupted
 from . import args as A
 from . import common
@@ -132,6 +134,11 @@ IGNORED = [
     A.Ignored(
         ("batch_samples",), lambda a: a.loop == "spec", "with --loop spec (one token per optimizer step)"
     ),
+    A.Ignored(
+        ("model_seed",),
+        lambda a: a.resume and (Path(a.out) / MANIFEST).is_file(),
+        "with --resume of a saved run (the weights come from its checkpoint)",
+    ),
 ]
 
 
@@ -171,7 +178,7 @@ def samples_from_args(args: argparse.Namespace, vocab_size: int) -> list[list[in
         }
         return loaded.input_ids
     if args.samples_json is not None:
-        return common.read_samples_json(args.samples_json)
+        return common.read_samples_json(args.samples_json, vocab_size)
     return [common.token_ids(args, vocab_size)]
 
 

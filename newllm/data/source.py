@@ -130,11 +130,12 @@ def load_resolved(src: ResolvedSource, cache: str | Path | None = None) -> Any:
         return datasets.load_dataset(
             builder, data_files={split: str(src.path)}, split=split, cache_dir=hf_cache, **kw
         )
-    except datasets.exceptions.DatasetGenerationError as exc:  # what the check above did not foresee
-        cause = exc.__cause__ or exc
+    except Exception as exc:  # the file passed the check: whatever datasets raises is its verdict on it
+        cause = exc.__cause__ if isinstance(exc, datasets.exceptions.DatasetGenerationError) else exc
+        detail = " ".join(str(cause).split())[:300] or type(cause).__name__
         raise ValueError(
-            f"datasets cannot load data file {str(src.path)!r}: {' '.join(str(cause).split())[:300]}"
-        ) from None
+            f"datasets cannot load data file {str(src.path)!r}: {type(cause).__name__}: {detail}"
+        ) from exc
 
 
 def check_hub_reachable(name: str) -> None:

@@ -129,7 +129,7 @@ def parse_cache(data: bytes, where: str, *, vocab_size: int | None = None) -> Ph
         raise CheckpointError(f"cannot read Phase 1 cache {where!r}: {exc}") from None
     try:
         meta = json.loads(_metadata(data).get(META_KEY, "null"))
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise CheckpointError(f"{bad}: its {META_KEY} metadata is not valid JSON ({exc})") from None
     if (
         not isinstance(meta, dict)
