@@ -108,7 +108,10 @@ CONFIG_OF = {
     "--epochs": [("newllm train", Phase1Config, "epochs"), ("newllm phase2", Phase2Config, "epochs")],
     "--batch-samples": [("newllm train", Phase1Config, "batch_samples")],
     "--batch-size": [("newllm phase2", Phase2Config, "batch_size")],
-    "--lr": [("newllm train", Phase1Config, "learning_rate"), ("newllm phase2", Phase2Config, "learning_rate")],
+    "--lr": [
+        ("newllm train", Phase1Config, "learning_rate"),
+        ("newllm phase2", Phase2Config, "learning_rate"),
+    ],
     "--seed": [("newllm train", Phase1Config, "seed"), ("newllm phase2", Phase2Config, "seed")],
     "--dim": [(p, ModelConfig, "embed_dim") for p in ("newllm solve", "newllm train", "newllm contraction")],
     "--vocab-size": [("newllm solve", ModelConfig, "vocab_size")],
@@ -180,7 +183,8 @@ def test_version(capsys):
 
 
 @pytest.mark.parametrize(
-    "kw", [{}, {"structure": (2, 3)}, {"arch": "sequential", "num_layers": 3}, {"embed_dim": 4, "hidden_dim": 6}]
+    "kw",
+    [{}, {"structure": (2, 3)}, {"arch": "sequential", "num_layers": 3}, {"embed_dim": 4, "hidden_dim": 6}],
 )
 def test_parameter_count_matches_the_model(kw):
     from newllm import build_model

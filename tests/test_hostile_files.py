@@ -36,7 +36,12 @@ DATA_FILES = [
     ("messages empty", "a.jsonl", b'{"messages": []}\n', "'messages' must be a non-empty list"),
     ("message not an object", "a.jsonl", b'{"messages": ["hi"]}\n', "messages[0] must be a mapping"),
     ("bad role", "a.jsonl", b'{"messages": [{"role": "bot", "content": "x"}]}\n', "role 'bot'"),
-    ("content not a string", "a.jsonl", b'{"messages": [{"role": "user", "content": 5}]}\n', "content must be"),
+    (
+        "content not a string",
+        "a.jsonl",
+        b'{"messages": [{"role": "user", "content": 5}]}\n',
+        "content must be",
+    ),
     ("neither messages nor text", "a.jsonl", b'{"prompt": "x"}\n', "neither 'messages'"),
     ("text not a string", "a.jsonl", b'{"text": 5}\n', "neither 'messages'"),
     ("line not an object", "a.jsonl", b'{"text": "a"}\n[1]\n', "line 2: expected a JSON object"),
@@ -144,7 +149,11 @@ def test_bad_samples_files(case, data, needle, tmp_path):
 def test_samples_paths_that_are_not_files(tmp_path):
     fifo = tmp_path / "pipe.json"
     os.mkfifo(fifo)
-    for path, needle in ((tmp_path, "is a directory"), (fifo, "not a regular file"), ("/dev/zero", "not a regular")):
+    for path, needle in (
+        (tmp_path, "is a directory"),
+        (fifo, "not a regular file"),
+        ("/dev/zero", "not a regular"),
+    ):
         argv = ["train", "--samples-json", path, "--out", tmp_path / "o", "--dim", "8", "--vocab-size", "64"]
         run(argv).error(needle)
     assert not (tmp_path / "o").exists()
@@ -198,7 +207,9 @@ def test_good_benchmark_file_with_plot_paths(tmp_path):
     run(["bench-report", f, "--plot", tmp_path]).error("is a directory: expected a file path")
     run(["bench-report", f, "--plot", tmp_path / "name"]).error("expected a file path ending in .png")
     run(["bench-report", f, "--markdown", f]).error("same file as the input")
-    run(["bench-report", f, "--markdown", tmp_path / "x.png", "--plot", tmp_path / "x.png"]).error("same file")
+    run(["bench-report", f, "--markdown", tmp_path / "x.png", "--plot", tmp_path / "x.png"]).error(
+        "same file"
+    )
     assert not (tmp_path / "name").exists() and not (tmp_path / "name.png").exists()
     assert json.loads(f.read_bytes())  # the input is intact
 
