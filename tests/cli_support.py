@@ -22,7 +22,7 @@ class Outcome:
 
     def lines(self) -> list[str]:
         """stderr's lines as a terminal shows them (progress redraws after ``\\r`` dropped), warnings aside."""
-        shown = [line.split("\r")[-1] for line in self.err.splitlines()]
+        shown = [line.split("\r")[-1] for line in self.err.split("\n")]
         return [line for line in shown if line.strip() and not line.startswith("warning: ")]
 
     def check(self) -> None:

@@ -131,8 +131,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _error(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr, flush=True)
+    print(f"error: {printable(message)}", file=sys.stderr, flush=True)
     return 2
+
+
+def printable(text: str) -> str:
+    """``text`` on one terminal line: control characters (newlines, ANSI escapes, ...) from arguments or
+    file names shown escaped, as ``repr`` shows them."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _one_line(exc: BaseException) -> str:
