@@ -7,15 +7,15 @@ from collections.abc import Sequence
 
 import torch
 
+from . import protocol
 from .config import SolverConfig
-from .model import CVFPModel
+from .protocol import ContextModel
 from .result import FixedPointResult
 from .solvers import iterate
-from .tokens import as_token_tensor
 
 
 def solve(
-    model: CVFPModel,
+    model: ContextModel,
     token_ids: torch.Tensor | Sequence[int],
     config: SolverConfig | None = None,
     *,
@@ -29,9 +29,11 @@ def solve(
     axis of ``token_ids``, token t starts from token t-1's final context (positions run in order;
     the leading axes are batched). Runs under ``no_grad`` in eval mode, or in train mode when
     ``config.train_mode`` (dropout masks from ``generator``); the model's mode is restored afterwards.
+    ``model``: any model satisfying :mod:`newllm.protocol` (ValueError naming what it lacks otherwise).
     """
     config = SolverConfig() if config is None else config
-    ids = as_token_tensor(token_ids, model.config.vocab_size)
+    protocol.require(model)
+    ids = protocol.token_tensor(model, token_ids)
     was_training = model.training
     model.train(config.train_mode)
     try:
@@ -48,34 +50,36 @@ def solve(
         model.train(was_training)
 
 
-def _broadcast_init(init: torch.Tensor, shape: tuple[int, ...], model: CVFPModel) -> torch.Tensor:
-    w = model.token_embedding.weight
-    c = model.config.context_dim
+def _broadcast_init(init: torch.Tensor, shape: tuple[int, ...], model: ContextModel) -> torch.Tensor:
+    like = model.initial_context(shape)
+    c = like.shape[-1]
     if init.shape[-1:] != (c,):
         raise ValueError(f"init must end in the context dim {c}, got shape {tuple(init.shape)}")
     if not bool(torch.isfinite(init).all()):
         raise ValueError("init holds NaN or inf values: a start context must be finite")
     try:
-        return init.to(device=w.device, dtype=w.dtype).expand(*shape, c).clone()
+        return init.to(device=like.device, dtype=like.dtype).expand(*shape, c).clone()
     except RuntimeError:
         raise ValueError(f"init of shape {tuple(init.shape)} does not broadcast to {(*shape, c)}") from None
 
 
 def _solve_rows(
-    model: CVFPModel,
+    model: ContextModel,
     emb: torch.Tensor,
     c0: torch.Tensor,
     config: SolverConfig,
     generator: torch.Generator | None,
 ) -> FixedPointResult:
+    step = protocol.step_fn(model, generator)
+
     def fn(z: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
-        return model.step(emb if rows is None else emb[rows], z, generator=generator)
+        return step(emb if rows is None else emb[rows], z)
 
     return iterate(fn, c0, config)
 
 
 def _solve_carry(
-    model: CVFPModel,
+    model: ContextModel,
     emb: torch.Tensor,
     c0: torch.Tensor,
     config: SolverConfig,

@@ -28,6 +28,7 @@ MINIMAL = {
     "newllm generate": ["generate", "--checkpoint", "RUN", "--prompt", "hi"],
     "newllm reproduce": ["reproduce"],
     "newllm bench-report": ["bench-report", "B.json"],
+    "newllm verify": ["verify"],
 }
 
 
@@ -104,6 +105,7 @@ CONFIG_OF = {
     "--max-iterations": [
         ("newllm solve", SolverConfig, "max_iterations"),
         ("newllm train", Phase1Config, "max_iterations"),
+        ("newllm verify", SolverConfig, "max_iterations"),
     ],
     "--epochs": [("newllm train", Phase1Config, "epochs"), ("newllm phase2", Phase2Config, "epochs")],
     "--batch-samples": [("newllm train", Phase1Config, "batch_samples")],

@@ -7,7 +7,7 @@ import shlex
 import sys
 from typing import Any
 
-from ..config import ModelConfig
+from ..config import ARCH_VALUES, ModelConfig
 from ..runs.jsonio import dumps
 from ..tokens import spread_token_ids
 from . import args as A
@@ -36,7 +36,7 @@ def deprecated_alias(
 
 def add_model_arguments(p: argparse.ArgumentParser, *, required: bool = False) -> None:
     g = p.add_argument_group("model")
-    g.add_argument("--arch", choices=("sequential", "layerwise"), help="architecture (default layerwise)")
+    g.add_argument("--arch", choices=ARCH_VALUES, help="architecture (default layerwise)")
     g.add_argument(
         "--structure", type=A.integers(1, 64), help="layers per block, e.g. 2,2 (generalises --arch)"
     )

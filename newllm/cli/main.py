@@ -36,6 +36,7 @@ from . import (
     reproduce_cmd,
     solve_cmd,
     train_cmd,
+    verify_cmd,
 )
 
 #: Subcommand modules; each has ``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``,
@@ -49,6 +50,7 @@ COMMANDS = [
     phase2_cmd,
     generate_cmd,
     bench_report_cmd,
+    verify_cmd,
 ]
 
 

@@ -12,11 +12,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..matrix import ARCHITECTURES
 from .benchfile import KINDS, load_entries
 
 __all__ = ["KINDS", "load_entries", "markdown", "plot"]
 
-ARCH_ORDER = ("sequential", "layerwise", "mixed")
+ARCH_ORDER = tuple(ARCHITECTURES)
 
 
 def _arch_key(e: dict[str, Any]) -> tuple:
@@ -24,17 +25,22 @@ def _arch_key(e: dict[str, Any]) -> tuple:
     return (ARCH_ORDER.index(a) if a in ARCH_ORDER else len(ARCH_ORDER), a)
 
 
+def rule(e: dict[str, Any]) -> str:
+    """The decision rule's name (``tolerance`` in benchmark files written before the glossary)."""
+    return e.get("rule", e.get("tolerance", ""))
+
+
 def _order(e: dict[str, Any]) -> tuple:
-    """Sort keys: untrained before trained, the seeds' tolerance first, Picard before Anderson."""
+    """Sort keys: untrained before trained, the seeds' rule (mse) first, Picard before Anderson."""
     return (
         ({"untrained": 0, "trained": 1}.get(e["state"], 2), e["state"]),
-        (0 if e["tolerance"].startswith("mse") else 1, e["tolerance"]),
+        (0 if rule(e).startswith("mse") else 1, rule(e)),
         ({"picard": 0, "anderson": 1}.get(e["method"], 2), e["method"]),
     )
 
 
 def iterations_table(entries: Sequence[dict[str, Any]]) -> str:
-    """One row per device, architecture, state, tolerance and method; one column per token count:
+    """One row per device, architecture, state, decision rule and method; one column per token count:
     ``median / p90 / max`` iterations and the convergence rate."""
     its = [e for e in entries if e.get("kind") == "iterations"]
     if not its:
@@ -44,7 +50,7 @@ def iterations_table(entries: Sequence[dict[str, Any]]) -> str:
     for e in its:
         key = (e.get("device", "?"), *_arch_key(e), *_order(e))
         rows[key][e["tokens"]] = e["counts"]
-    head = "| device | arch | state | tolerance | method | " + " | ".join(f"{t} tok" for t in tokens) + " |"
+    head = "| device | arch | state | rule | method | " + " | ".join(f"{t} tok" for t in tokens) + " |"
     lines = [head, "|" + "---|" * (5 + len(tokens))]
     for key in sorted(rows):
         dev, _, arch, (_, state), (_, tol), (_, method) = key
@@ -131,7 +137,7 @@ def markdown(entries: Sequence[dict[str, Any]], title: str = "Benchmark report")
 
 
 def plot(entries: Sequence[dict[str, Any]], path: str | Path) -> Path:
-    """PNG: mean iterations vs token count per architecture (one panel per state and tolerance, solid
+    """PNG: mean iterations vs token count per architecture (one panel per state and decision rule, solid
     Picard, dashed Anderson) and achieved vs roofline GFLOP/s per architecture."""
     import matplotlib
 
@@ -141,8 +147,8 @@ def plot(entries: Sequence[dict[str, Any]], path: str | Path) -> Path:
     its = [e for e in entries if e.get("kind") == "iterations"]
     thr = [e for e in entries if e.get("kind") == "throughput"]
     panels = sorted(
-        {(e["device"], e["state"], e["tolerance"]) for e in its},
-        key=lambda p: (p[0], _order({"state": p[1], "tolerance": p[2], "method": ""})),
+        {(e["device"], e["state"], rule(e)) for e in its},
+        key=lambda p: (p[0], _order({"state": p[1], "rule": p[2], "method": ""})),
     )
     n = len(panels) + (1 if thr else 0)
     cols = min(3, max(1, n))
@@ -156,7 +162,7 @@ def plot(entries: Sequence[dict[str, Any]], path: str | Path) -> Path:
                 pts = sorted(
                     (e["tokens"], e["counts"]["mean_iterations"])
                     for e in its
-                    if (e["device"], e["state"], e["tolerance"], e["arch"], e["method"])
+                    if (e["device"], e["state"], rule(e), e["arch"], e["method"])
                     == (dev, state, tol, arch, method)
                 )
                 if pts:
