@@ -25,10 +25,11 @@ class Outcome:
         shown = [line.split("\r")[-1] for line in self.err.split("\n")]
         return [line for line in shown if line.strip() and not line.startswith("warning: ")]
 
-    def check(self) -> None:
-        """The contract: exit 0, or 2 with one ``error:`` line; never a traceback."""
+    def check(self, also: tuple[int, ...] = ()) -> None:
+        """The contract: exit 0, or 2 with one ``error:`` line; never a traceback. ``also``: further exit
+        codes a command documents (``newllm verify``: 1 = a check failed)."""
         assert "Traceback" not in self.err, (self.argv, self.err)
-        assert self.code in (0, 2), (self.argv, self.code, self.err)
+        assert self.code in (0, 2, *also), (self.argv, self.code, self.err)
         if self.code == 2:
             lines = self.lines()
             assert len(lines) == 1 and lines[0].startswith("error: "), (self.argv, self.err)

@@ -19,7 +19,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from newllm import ModelConfig, SolverConfig
-from newllm.cli import contraction_cmd, generate_cmd, phase2_cmd, reproduce_cmd, solve_cmd, train_cmd
+from newllm.cli import (
+    contraction_cmd,
+    generate_cmd,
+    phase2_cmd,
+    reproduce_cmd,
+    solve_cmd,
+    train_cmd,
+    verify_cmd,
+)
 from newllm.cli.clidoc import commands
 from newllm.cli.main import build_parser, main
 from newllm.phase1 import Phase1Config
@@ -238,6 +246,9 @@ HOSTILE = st.one_of(
             "out.md",
             "bench.json",
             "ultrachat",
+            "os:getcwd",
+            "FILE:x",
+            "base.json",
         ]
     ),
 )
@@ -264,6 +275,8 @@ def stop_every_command(monkeypatch, tmp_path):
         (solve_cmd, "build_model"),
         (train_cmd, "build_model"),
         (contraction_cmd, "build_model"),
+        (verify_cmd, "build_model"),
+        (verify_cmd, "load_factory"),
         (solve_cmd.common, "model_from_checkpoint"),
         (phase2_cmd, "load_checkpoint"),
         (generate_cmd, "load_phase2"),
@@ -284,6 +297,10 @@ def stop_every_command(monkeypatch, tmp_path):
     return tmp_path
 
 
+#: Flags that name what a command writes (everything else must stay untouched).
+OUTPUT_FLAGS = ("--out", "--markdown", "--plot", "--write-baseline", "--model-cache")
+
+
 @FUZZ
 @given(argv=any_command())
 def test_every_subcommand_never_tracebacks(stop_every_command, argv):
@@ -298,5 +315,5 @@ def test_every_subcommand_never_tracebacks(stop_every_command, argv):
         assert exc.code == 0, (argv, err.getvalue())
         code = 0
     Outcome(argv, code, out.getvalue(), err.getvalue()).check()
-    outputs = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a in ("--out", "--markdown")]
+    outputs = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a in OUTPUT_FLAGS]
     assert not written_outside(before, snapshot(stop_every_command), outputs), argv

@@ -130,7 +130,9 @@ def data_file(draw) -> tuple[str, bytes]:
 
 
 def check(o: Outcome, root: Path, before: dict, outputs: list[str]) -> None:
-    o.check()
+    if o.argv[0] == "verify" and o.code == 1:  # a check failed: documented, and said on stdout
+        assert "FAILED" in o.out or '"passed": false' in o.out, (o.argv, o.out, o.err)
+    o.check(also=(1,) if o.argv[0] == "verify" else ())
     event(f"exit {o.code}")  # --hypothesis-show-statistics: how many inputs were accepted
     assert not written_outside(before, snapshot(root), outputs), (o.argv, o.err)
 
@@ -349,6 +351,11 @@ def _run_directory(scratch, phase1, damage, command) -> None:
         outputs = ["out"]
     elif command == "solve":
         argv, outputs = ["solve", "--checkpoint", d, "--tokens", "3"], []
+    elif command == "contraction":
+        argv = ["contraction", "--checkpoint", d, "--tokens", "2", "--picard-iterations", "5"]
+        argv, outputs = [*argv, "--refine-iterations", "5", "--pairs", "1", "--ascent-steps", "0"], []
+    elif command == "verify":
+        argv, outputs = ["verify", "--checkpoint", d, "--tokens", "3", "--checks", "finite,collapse"], []
     else:  # resuming the damaged run: it may write there, and only there
         argv = ["train", "--samples-json", s, "--out", d, "--dim", "8", "--vocab-size", "64", "--resume"]
         argv += ["--epochs", "1", "--loop", "batched"]
@@ -358,7 +365,10 @@ def _run_directory(scratch, phase1, damage, command) -> None:
         assert _hash_tree(d) == kept  # a reader never changes the run it reads
 
 
-RUN_ARGS = dict(damage=run_damage(), command=st.sampled_from(["phase2", "solve", "train-resume"]))
+RUN_ARGS = dict(
+    damage=run_damage(),
+    command=st.sampled_from(["phase2", "solve", "contraction", "verify", "train-resume"]),
+)
 
 
 @FILES
@@ -417,3 +427,57 @@ def test_hostile_prompts(phase2_gpt2, scratch, prompt, flags):
 @given(**PROMPT_ARGS)
 def test_heavy_hostile_prompts(phase2_gpt2, scratch, prompt, flags):
     _prompt(phase2_gpt2, scratch, prompt, flags)
+
+
+# --- verify: hostile baseline files ----------------------------------------------------------------------
+
+VERIFY = ["verify", "--dim", "4", "--vocab-size", "64", "--tokens", "4", "--checks", "convergence"]
+
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory):
+    """A baseline ``newllm verify --write-baseline`` wrote for :data:`VERIFY` (so undamaged, it gates)."""
+    f = tmp_path_factory.mktemp("fuzz-baseline") / "base.json"
+    assert run([*VERIFY, "--write-baseline", f, "--quiet"]).code == 0
+    return json.loads(f.read_text())
+
+
+@st.composite
+def baseline_damage(draw):
+    """A baseline document with one field replaced (or removed), its bytes maybe edited."""
+    pick, value, drop, edits = draw(st.integers(0, 10**6)), draw(JSONISH), draw(st.booleans()), draw(EDITS)
+
+    def damage(doc: dict) -> bytes:
+        doc = json.loads(json.dumps(doc))
+        *parent, key = list(_json_paths(doc))[1:][pick % len(list(_json_paths(doc))[1:])]
+        obj = doc
+        for k in parent:
+            obj = obj[k]
+        if drop and isinstance(obj, dict):
+            del obj[key]
+        else:
+            obj[key] = value
+        return apply_edits(dumps(doc, draw(st.booleans())), edits)
+
+    return damage
+
+
+def _baseline_file(scratch, baseline, damage) -> None:
+    root = scratch.mktemp("verify")
+    f = root / "base.json"
+    f.write_bytes(damage(baseline))
+    before = snapshot(root)
+    check(run([*VERIFY, "--baseline", f, "--quiet"]), root, before, [])
+
+
+@FILES
+@given(damage=baseline_damage())
+def test_hostile_baseline_files(scratch, baseline, damage):
+    _baseline_file(scratch, baseline, damage)
+
+
+@pytest.mark.heavy
+@HEAVY
+@given(damage=baseline_damage())
+def test_heavy_hostile_baseline_files(scratch, baseline, damage):
+    _baseline_file(scratch, baseline, damage)

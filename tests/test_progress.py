@@ -90,6 +90,11 @@ COMMANDS = [
         ["generate: tokens", "4/4"],
     ),
     (
+        "verify",
+        lambda r, t: ["verify", *TINY, "--tokens", "4", "--checks", "finite,deterministic"],
+        ["verify: finite", "verify: deterministic", "1/2"],
+    ),
+    (
         "bench-report --plot",
         lambda r, t: ["bench-report", _bench(t), "--plot", t / "p.png"],
         ["bench-report: plot"],

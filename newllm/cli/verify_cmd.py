@@ -20,6 +20,7 @@ from ..testing import CHECKS, check_model, make_baseline
 from ..tokens import spread_token_ids
 from . import args as A
 from . import common
+from .progress import Progress
 
 NAME = "verify"
 HELP = "run the property checks (newllm.testing) on a checkpoint, a built-in model or your own model"
@@ -87,6 +88,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=0,
         help="seed for the built-in model's weights and the probes (default 0)",
     )
+    p.add_argument("--quiet", action="store_true", help="no status line on stderr")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -162,15 +164,17 @@ def run(args: argparse.Namespace) -> int:
     if args.write_baseline and args.checks is not None and "convergence" not in args.checks:
         raise ValueError("--write-baseline needs the convergence check: add it to --checks")
     t0 = time.perf_counter()
-    report = check_model(
-        model,
-        token_ids=_token_ids(args, model),
-        checks=args.checks,
-        baseline=args.baseline,
-        seed=args.seed,
-        solver=solver,
-        contractive=args.contractive,
-    )
+    with Progress("verify", enabled=not args.quiet, unit="checks") as progress:
+        report = check_model(
+            model,
+            token_ids=_token_ids(args, model),
+            checks=args.checks,
+            baseline=args.baseline,
+            seed=args.seed,
+            solver=solver,
+            contractive=args.contractive,
+            progress=progress,
+        )
     out = {"source": source, **report.to_dict(), "seconds": time.perf_counter() - t0}
     if args.write_baseline:
         atomic_write_json(args.write_baseline, make_baseline(report.settings, report["convergence"].numbers))
