@@ -47,6 +47,15 @@ def read_bytes(path: str | os.PathLike[str], what: str) -> bytes:
         raise FileFormatError(f"cannot read {where}: {exc.strerror or exc}") from None
 
 
+def blocking_file(path: Path) -> Path | None:
+    """The first existing one of ``path``'s ancestors and ``path`` itself that is not a directory (None: every
+    existing one is): what keeps ``path`` from being made, or used, as a directory."""
+    for p in (*reversed(path.parents), path):
+        if p.exists() and not p.is_dir():
+            return p
+    return None
+
+
 def decode_utf8(data: bytes, where: str) -> str:
     """``data`` as strict UTF-8 text; FileFormatError naming ``where``, the line, column and byte otherwise."""
     try:

@@ -102,6 +102,15 @@ def test_write_baseline_then_gate_against_it(capsys, tmp_path):
             "--write-baseline needs the convergence",
         ),
         ([*BUILTIN, "--threshold", "-1"], "threshold"),
+        (
+            ["verify", "--model", "tests.cli_support:Outcome"],
+            r"--model 'tests.cli_support:Outcome': Outcome\(\) raised TypeError",
+        ),
+        (
+            [*BUILTIN, "--baseline", "b.json", "--write-baseline", "./b.json"],
+            "--write-baseline './b.json' is the same file as the input 'b.json'",
+        ),
+        ([*BUILTIN, "--token-ids", "99999999999999999999"], r"--token-ids: .* expected integers in \[0, "),
     ],
 )
 def test_bad_input_is_one_error_line_and_exit_2(capsys, monkeypatch, argv, message):

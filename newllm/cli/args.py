@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..textfiles import blocking_file
+
 #: Seeds: what torch and the configs accept.
 SEED_MAX = 2**63 - 1
 #: The largest vocabulary a ModelConfig accepts (token ids are below it).
@@ -100,10 +102,7 @@ SEED = integer(0, SEED_MAX)
 
 def _blocking_parent(path: Path) -> Path | None:
     """The first existing ancestor of ``path`` that is not a directory (None: every existing one is)."""
-    for parent in reversed(path.parents):
-        if parent.exists() and not parent.is_dir():
-            return parent
-    return None
+    return blocking_file(path.parent) if path.parent != path else None
 
 
 def out_dir(text: str) -> str:

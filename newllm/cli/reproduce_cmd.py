@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..matrix.cache import default_root
 from ..matrix.models import DEFAULT
 from ..reproduce import full_plan, quick_plan, run_reproduction
 from ..reproduce.report import STATUS_ORDER
@@ -52,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
         kw["seeds"] = args.seeds
     plan = quick_plan(**kw) if args.quick else full_plan(**kw)
     out = args.out or ("runs/reproduce-quick" if args.quick else "runs/reproduce")
+    if not args.model_cache:
+        default_root()  # a cache variable naming a file: refused before --out is made
     cache = args.model_cache if args.model_cache else DEFAULT
     rep = run_reproduction(plan, out, resume=args.resume, progress=not args.quiet, cache=cache)
     r = rep.report

@@ -113,10 +113,17 @@ def load_factory(spec: str) -> Any:
         mod = importlib.import_module(module)
     except ImportError as exc:
         raise ValueError(f"--model {spec!r}: cannot import module {module!r} ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - the user's module failed on import (SyntaxError, ...)
+        raise ValueError(
+            f"--model {spec!r}: importing {module!r} raised {type(exc).__name__}: {exc}"
+        ) from None
     factory = getattr(mod, attr, None)
     if not callable(factory):
         raise ValueError(f"--model {spec!r}: module {module!r} has no callable {attr!r}")
-    return factory()
+    try:
+        return factory()
+    except Exception as exc:  # noqa: BLE001 - the user's factory failed: one line naming it
+        raise ValueError(f"--model {spec!r}: {attr}() raised {type(exc).__name__}: {exc}") from None
 
 
 def _model(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
@@ -153,6 +160,7 @@ def _token_ids(args: argparse.Namespace, model: Any) -> list[int] | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    A.refuse_same_file({"--write-baseline": args.write_baseline}, [args.baseline] if args.baseline else [])
     model, source = _model(args)
     solver = SolverConfig(
         metric=args.metric,
