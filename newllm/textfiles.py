@@ -82,7 +82,7 @@ def parse_json(text: str, where: str, *, constants: bool = False) -> Any:
         raise ValueError(f"{name} is not a JSON number")
 
     try:
-        value = json.loads(text, **({} if constants else {"parse_constant": no_constant}))
+        value = json.loads(text, parse_constant=None if constants else no_constant)
     except json.JSONDecodeError as exc:
         raise FileFormatError(
             f"{where} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"

@@ -14,6 +14,7 @@ from newllm import ModelConfig, SolverConfig, build_model, solve
 from newllm.cli.main import main
 from newllm.phase1 import Phase1Config, train_phase1
 from newllm.runs.checkpoint import CheckpointError, load_checkpoint, load_model
+from newllm.tokens import as_token_tensor
 from tests.helpers import tiny_config, tiny_model
 
 
@@ -126,6 +127,17 @@ API_CASES = [
 ]
 
 
+API_CASES += [
+    ("id beyond int64, no vocabulary", lambda: as_token_tensor([2**70], None), ValueError, "out of range"),
+    ("negative id, no vocabulary", lambda: as_token_tensor([3, -1], None), ValueError, "position 1"),
+]
+
+
+def test_ids_without_a_vocabulary_are_accepted():
+    """A protocol model without ``vocab_size``: any id in int64 is taken (no TypeError from ``None``)."""
+    assert as_token_tensor([5, 2**63 - 1], None).tolist() == [5, 2**63 - 1]
+
+
 @pytest.mark.parametrize("case, fn, exc, pattern", API_CASES, ids=[c[0] for c in API_CASES])
 def test_api_bad_input(case, fn, exc, pattern):
     with pytest.raises(exc, match=pattern):
@@ -214,8 +226,14 @@ CLI_CASES = [
     (["solve", "--checkpoint", "/tmp", "--tokens", "2", "--dim", "8"], "cannot be combined"),
     (["train", "--tokens", "2"], "required: --out"),
     (["train", "--tokens", "2", "--out", "/tmp/x", "--epochs", "0"], "epochs"),
-    (["train", "--tokens", "2", "--out", "/tmp/x", "--lr", "-1"], "--lr: expected a finite number in (0, 10]"),
-    (["train", "--samples-json", "/nonexistent.json", "--out", "/tmp/x"], "samples file '/nonexistent.json' does not exist"),
+    (
+        ["train", "--tokens", "2", "--out", "/tmp/x", "--lr", "-1"],
+        "--lr: expected a finite number in (0, 10]",
+    ),
+    (
+        ["train", "--samples-json", "/nonexistent.json", "--out", "/tmp/x"],
+        "samples file '/nonexistent.json' does not exist",
+    ),
     (["train", "--tokens", "2", "--out", "/tmp/x", "--loop", "spec", "--distributed"], "torchrun"),
     (["solve", "--tokens"], "expected one argument"),
     (["--version-of-nothing"], "unrecognized"),
