@@ -212,3 +212,12 @@ def test_exact_jacobians_too_large_for_memory():
         check_jacobian_memory("auto", 10**6, 256)
     check_jacobian_memory("iterative", 10**6, 256)  # no Jacobian: no bound
     check_jacobian_memory("auto", 10**6, 1024)  # auto is iterative above 512
+
+
+def test_an_error_line_shows_control_characters_escaped(capsys):
+    """Text in an error that is not shown through repr (an exception's message) cannot start a second
+    line or drive the terminal: control characters are shown escaped."""
+    from newllm.cli.main import _error
+
+    assert _error("bad value 'x\x1b[2J'\nerror: forged") == 2
+    assert capsys.readouterr().err == "error: bad value 'x\\x1b[2J'\\nerror: forged\n"

@@ -444,12 +444,19 @@ def baseline(tmp_path_factory):
 
 @st.composite
 def baseline_damage(draw):
-    """A baseline document with one field replaced (or removed), its bytes maybe edited."""
+    """A baseline document with one field replaced (or removed), its bytes maybe edited. Half the picks
+    fall on a top-level or ``settings`` field (few of them, all read by the gate), half anywhere."""
     pick, value, drop, edits = draw(st.integers(0, 10**6)), draw(JSONISH), draw(st.booleans()), draw(EDITS)
+    shallow = draw(st.booleans())
 
     def damage(doc: dict) -> bytes:
         doc = json.loads(json.dumps(doc))
-        *parent, key = list(_json_paths(doc))[1:][pick % len(list(_json_paths(doc))[1:])]
+        paths = [
+            p
+            for p in _json_paths(doc)
+            if p and (not shallow or len(p) == 1 or p[:1] == ("settings",) and len(p) == 2)
+        ]
+        *parent, key = paths[pick % len(paths)]
         obj = doc
         for k in parent:
             obj = obj[k]
