@@ -234,7 +234,8 @@ def bench_entry(draw):
         if draw(st.booleans()) and extra:
             extra.pop(draw(st.sampled_from(sorted(extra))))
         else:
-            target = extra["counts"] if "counts" in extra and draw(st.booleans()) else extra
+            counts = extra.get("counts")
+            target = counts if isinstance(counts, dict) and counts and draw(st.booleans()) else extra
             key = draw(st.sampled_from(sorted(target) + ["extra"]))
             target[key] = draw(JSONISH)
     entry = {"name": "t", "extra_info": extra}

@@ -176,6 +176,7 @@ def _bench(**extra):
 BENCH_FILES = [
     ("committed baseline", (ROOT / "bench/baselines/cpu.json").read_bytes(), "is not pytest-benchmark JSON"),
     ("entry without tokens", _bench(tokens=None), "has no 'tokens': expected an integer"),
+    ("kind a list (found by the heavy fuzz)", _bench(kind=[]), "no benchmark entries of a known kind"),
     ("tokens a string", _bench(tokens="8"), "tokens is '8': expected an integer"),
     ("counts missing", _bench(counts=None), "has no 'counts'"),
     ("counts.rate a string", _bench(counts={"rate": "x"}), "has no 'median_iterations'"),

@@ -119,7 +119,7 @@ def _entry(b: Any, where: str) -> dict[str, Any] | None:
     if not isinstance(extra, dict):
         raise ValueError(f"{where}: extra_info is {type(extra).__name__}: expected an object")
     kind = extra.get("kind")
-    if kind not in SCHEMA:
+    if not isinstance(kind, str) or kind not in SCHEMA:  # a list or object as kind: not ours either
         return None
     name = b.get("name") if isinstance(b.get("name"), str) else None
     _check(extra, SCHEMA[kind], f"{where} ({name or b.get('fullname', '?')}, kind {kind!r})")
