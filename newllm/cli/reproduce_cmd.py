@@ -19,11 +19,20 @@ TINY_MODEL = {"embed_dim": 16, "context_dim": 16, "hidden_dim": 16, "vocab_size"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--quick", action="store_true", help="one seed, fewer token counts (about a minute)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="3 untrained and 2 trained seeds, fewer token counts (about a minute)",
+    )
     p.add_argument(
         "--seeds",
         type=A.integers(0, A.SEED_MAX),
-        help="comma-separated seeds (default 0,1,2; with --quick: 0)",
+        help="comma-separated seeds of the untrained experiments (default 0..19; with --quick: 0,1,2)",
+    )
+    p.add_argument(
+        "--trained-seeds",
+        type=A.integers(0, A.SEED_MAX),
+        help="seeds of the trained experiments (default: the first 5 of --seeds, 0..4; with --quick: 2, 0,1)",
     )
     p.add_argument(
         "--out",
@@ -32,7 +41,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--resume", action="store_true", help="reuse finished experiments stored in --out")
     p.add_argument(
-        "--threads", type=A.integer(1, 1024), default=1, help="torch threads while running (default 1)"
+        "--threads", type=A.integer(1, 1024), default=1, help="torch threads per experiment (default 1)"
+    )
+    p.add_argument(
+        "--jobs",
+        type=A.integer(1, 1024),
+        default=1,
+        help="worker processes running experiments in parallel (default 1)",
     )
     p.add_argument(
         "--model-cache",
@@ -49,14 +64,14 @@ def run(args: argparse.Namespace) -> int:
     kw = {"threads": args.threads}
     if args.tiny:
         kw["model"] = dict(TINY_MODEL)
-    if args.seeds is not None:
-        kw["seeds"] = args.seeds
-    plan = quick_plan(**kw) if args.quick else full_plan(**kw)
+    plan = (quick_plan if args.quick else full_plan)(args.seeds, args.trained_seeds, **kw)
     out = args.out or ("runs/reproduce-quick" if args.quick else "runs/reproduce")
     if not args.model_cache:
         default_root()  # a cache variable naming a file: refused before --out is made
     cache = args.model_cache if args.model_cache else DEFAULT
-    rep = run_reproduction(plan, out, resume=args.resume, progress=not args.quiet, cache=cache)
+    rep = run_reproduction(
+        plan, out, resume=args.resume, progress=not args.quiet, cache=cache, jobs=args.jobs
+    )
     r = rep.report
     if args.json:
         common.print_json(
@@ -65,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
                 "json": str(rep.json),
                 "quick": plan.quick,
                 "seeds": list(plan.seeds),
+                "trained_seeds": list(plan.seeds_trained),
                 "tasks": r["tasks"],
                 "reused_tasks": r["timing"]["reused_tasks"],
                 "counts": r["counts"],
@@ -75,7 +91,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     c = r["counts"]
     summary = ", ".join(f"{c[s]} {s}" for s in STATUS_ORDER if c[s])
-    print(f"{len(r['claims'])} claims: {summary} ({r['tasks']} experiments, {r['timing']['seconds']:.0f} s)")
+    extra = f"; {c['trivial']} of those holding trivially, {c['holds_only']} hold only under, {c['fails_only']} fail only under"
+    print(
+        f"{len(r['claims'])} claims: {summary}{extra} ({r['tasks']} experiments, {r['timing']['seconds']:.0f} s)"
+    )
     print(f"report: {rep.markdown}")
     print(f"json:   {rep.json}")
     return 0
