@@ -6,11 +6,12 @@ Every check raises ``ValueError`` naming the field, the bad value and what was e
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import warnings
 from pathlib import Path
 from typing import Any, TypeVar
+
+from .textfiles import read_json
 
 T = TypeVar("T")
 
@@ -107,14 +108,7 @@ def renamed_keys(cls: type, data: dict[str, Any], what: str) -> dict[str, Any]:
 def from_json(cls: type[T], path: str | Path) -> T:
     """Load a config dataclass from a JSON file (strict: unknown keys raise)."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ValueError(f"cannot read config file {str(path)!r}: {exc.strerror or exc}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"config file {str(path)!r} is not valid JSON: {exc}") from None
+    data = read_json(path, "config file")
     return from_dict(cls, data, what=f"{cls.__name__} in {path}")
 
 

@@ -57,6 +57,8 @@ class ModelConfig:
                 F.check_int(f"structure[{i}]", n, 1, 64)
             object.__setattr__(self, "structure", tuple(s))
             total = sum(self.structure)
+            if total > 64:
+                raise ValueError(f"structure {self.structure} has {total} layers in total: at most 64")
             if self.num_layers is not None and self.num_layers != total:
                 raise ValueError(
                     f"num_layers={self.num_layers} disagrees with structure {self.structure} (sum {total})"

@@ -37,6 +37,9 @@ def as_token_tensor(token_ids: torch.Tensor | Sequence[int] | int, vocab_size: i
         for i, v in enumerate(values):
             if isinstance(v, bool) or not isinstance(v, int):
                 raise ValueError(f"token ids must be integers; position {i} holds {v!r} ({type(v).__name__})")
+            top = 2**63 if vocab_size is None else vocab_size  # before torch.tensor: int64 at most
+            if not 0 <= v < top:
+                raise ValueError(f"token id {v} at position {i} is out of range: expected 0 <= id < {top}")
         t = torch.tensor(values, dtype=torch.long)
     if t.numel() == 0:
         raise ValueError("token ids are empty: give at least one token")

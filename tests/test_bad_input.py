@@ -14,6 +14,7 @@ from newllm import ModelConfig, SolverConfig, build_model, solve
 from newllm.cli.main import main
 from newllm.phase1 import Phase1Config, train_phase1
 from newllm.runs.checkpoint import CheckpointError, load_checkpoint, load_model
+from newllm.tokens import as_token_tensor
 from tests.helpers import tiny_config, tiny_model
 
 
@@ -126,6 +127,17 @@ API_CASES = [
 ]
 
 
+API_CASES += [
+    ("id beyond int64, no vocabulary", lambda: as_token_tensor([2**70], None), ValueError, "out of range"),
+    ("negative id, no vocabulary", lambda: as_token_tensor([3, -1], None), ValueError, "position 1"),
+]
+
+
+def test_ids_without_a_vocabulary_are_accepted():
+    """A protocol model without ``vocab_size``: any id in int64 is taken (no TypeError from ``None``)."""
+    assert as_token_tensor([5, 2**63 - 1], None).tolist() == [5, 2**63 - 1]
+
+
 @pytest.mark.parametrize("case, fn, exc, pattern", API_CASES, ids=[c[0] for c in API_CASES])
 def test_api_bad_input(case, fn, exc, pattern):
     with pytest.raises(exc, match=pattern):
@@ -201,21 +213,27 @@ CLI_CASES = [
     (["solve", "--token-ids", "-5"], "out of range"),
     (["solve", "--token-ids", "1,2.5"], "not an integer"),
     (["solve", "--token-ids", ","], "comma-separated"),
-    (["solve", "--tokens", "0"], "positive"),
+    (["solve", "--tokens", "0"], "--tokens: expected an integer in [1, 9999999], got 0"),
     (["solve", "--tokens", "50259"], "at most"),
     (["solve", "--tokens", "2", "--threshold", "-1"], "threshold"),
-    (["solve", "--tokens", "2", "--threshold", "nan"], "threshold must be finite"),
+    (["solve", "--tokens", "2", "--threshold", "nan"], "--threshold: expected a finite number in (0, inf)"),
     (["solve", "--tokens", "2", "--warmup", "5", "--max-iterations", "5"], "warmup must be below"),
     (["solve", "--tokens", "2", "--damping", "0"], "damping"),
-    (["solve", "--tokens", "2", "--dim", "0"], "embed_dim"),
-    (["solve", "--tokens", "2", "--structure", "1,-1"], "structure[1]"),
+    (["solve", "--tokens", "2", "--dim", "0"], "--dim: expected an integer in [1, 65536], got 0"),
+    (["solve", "--tokens", "2", "--structure", "1,-1"], "--structure: -1 is out of range"),
     (["solve", "--tokens", "2", "--metric", "l1"], "invalid choice"),
     (["solve", "--checkpoint", "/nonexistent", "--tokens", "2"], "does not exist"),
     (["solve", "--checkpoint", "/tmp", "--tokens", "2", "--dim", "8"], "cannot be combined"),
     (["train", "--tokens", "2"], "required: --out"),
     (["train", "--tokens", "2", "--out", "/tmp/x", "--epochs", "0"], "epochs"),
-    (["train", "--tokens", "2", "--out", "/tmp/x", "--lr", "-1"], "learning_rate"),
-    (["train", "--samples-json", "/nonexistent.json", "--out", "/tmp/x"], "cannot read samples file"),
+    (
+        ["train", "--tokens", "2", "--out", "/tmp/x", "--lr", "-1"],
+        "--lr: expected a finite number in (0, 10]",
+    ),
+    (
+        ["train", "--samples-json", "/nonexistent.json", "--out", "/tmp/x"],
+        "samples file '/nonexistent.json' does not exist",
+    ),
     (["train", "--tokens", "2", "--out", "/tmp/x", "--loop", "spec", "--distributed"], "torchrun"),
     (["solve", "--tokens"], "expected one argument"),
     (["--version-of-nothing"], "unrecognized"),
@@ -241,4 +259,4 @@ def test_bad_samples_files(tmp_path, capsys):
         err = capsys.readouterr().err
         assert "samples file" in err and err.count("\n") == 1, (name, err)
     assert main(["train", "--samples-json", str(tmp_path), "--out", str(tmp_path / "o"), "--quiet"]) == 2
-    assert "cannot read samples file" in capsys.readouterr().err
+    assert "is a directory: expected a file" in capsys.readouterr().err

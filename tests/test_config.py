@@ -96,7 +96,7 @@ def test_json_round_trip(tmp_path):
 
 
 def test_bad_json_file_errors(tmp_path):
-    with pytest.raises(ValueError, match="cannot read"):
+    with pytest.raises(ValueError, match="does not exist"):
         ModelConfig.from_json(tmp_path / "missing.json")
     p = tmp_path / "bad.json"
     p.write_text("{not json")

@@ -366,8 +366,8 @@ def test_contraction_cli_json(capsys):
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["--pairs", "0"], "--pairs must be >= 1"),
-        (["--threshold", "0"], "--threshold must be > 0"),
+        (["--pairs", "0"], "argument --pairs: expected an integer in [1, 10000], got 0"),
+        (["--threshold", "0"], "argument --threshold: expected a finite number in (0, inf), got 0"),
         (["--checkpoint", "/nonexistent/run", "--dim", "8"], "cannot be combined with --checkpoint"),
     ],
 )

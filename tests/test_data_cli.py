@@ -55,7 +55,7 @@ def test_info_table_and_show(cli, small_corpus):
     "argv, match",
     [
         (["data"], "required: ACTION"),
-        (["data", "info", "--samples", "0"], "expected a positive integer or 'none', got '0'"),
+        (["data", "info", "--samples", "0"], "expected an integer in [1, 10000000] or 'none', got '0'"),
         (["data", "info", "--source", "HuggingFaceH4/ultrachat_200k"], "offline mode is on"),
         (["data", "show", "--source", "nope"], "unknown source 'nope'"),
     ],

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import shlex
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -16,6 +17,8 @@ from newllm.cli.main import build_parser
 ROOT = Path(__file__).resolve().parents[1]
 #: The README is a manual page, not a lab notebook (measured results live in reports/).
 README_MAX_BYTES = 10_000
+
+
 #: Pages linked before the branch that writes them is merged (written in parallel this wave).
 def markdown_files() -> list[Path]:
     files = [ROOT / "README.md", ROOT / "CHANGELOG.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -119,3 +122,62 @@ def test_the_link_check_sees_a_broken_link(tmp_path):
     )
     found = [b.split(": ", 1)[1] for b in broken_links(page, tmp_path)]
     assert found == ["missing.md (no such file)", "there.md#nope (no heading #nope)"]
+
+
+def doc_commands() -> list[tuple[str, str]]:
+    """``(where, command)`` for every ``newllm ...`` command in a code block of the README and docs/
+    (docs/cli.md aside: generated), comments cut, indented continuation lines joined."""
+    out: list[tuple[str, str]] = []
+    for f in markdown_files():
+        if f.name == "cli.md" or f.name == "CHANGELOG.md":
+            continue
+        block, last = False, -1  # last: the line the latest command of this file ended on
+        for i, line in enumerate(f.read_text().splitlines(), 1):
+            if line.startswith("```"):
+                block = not block
+                continue
+            text = line.split(" #", 1)[0].rstrip()
+            if block and last == i - 1 and line[:1].isspace() and text.strip():
+                out[-1], last = (out[-1][0], f"{out[-1][1]} {text.strip()}"), i
+                continue
+            for seg in re.split(r"&&|\|(?![^()]*\))", text) if block else []:
+                seg = seg.strip().removeprefix("$ ")
+                if seg.startswith("newllm "):
+                    out.append((f"{f.name}:{i}", seg))
+                    last = i
+    return out
+
+
+SUBPARSERS = {prog.removeprefix("newllm "): p for prog, p in clidoc.commands(build_parser())}
+
+
+def _subcommand(command: str) -> str:
+    words = command.split()[1:3]
+    return " ".join(words) if " ".join(words) in SUBPARSERS else words[0]
+
+
+def test_there_are_doc_commands_to_check():
+    assert len(doc_commands()) >= 15
+
+
+@pytest.mark.parametrize("where, command", doc_commands(), ids=lambda x: x if ":" in x else None)
+def test_every_flag_in_the_docs_exists(where, command):
+    """Every ``--flag`` a documented command (or hand-written synopsis) names is one of its subcommand's."""
+    sub = _subcommand(command)
+    flags = {o for a in SUBPARSERS[sub]._actions for o in a.option_strings}
+    unknown = [f for f in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", command) if f not in flags]
+    assert not unknown, f"{where}: `newllm {sub}` has no {unknown}"
+
+
+def _concrete(command: str) -> bool:
+    return not re.search(r"[\[\](|]|\.\.\.|\b[A-Z]{2,}\b", command)
+
+
+@pytest.mark.parametrize(
+    "where, command", [c for c in doc_commands() if _concrete(c[1])], ids=lambda x: x if ":" in x else None
+)
+def test_every_documented_command_parses(where, command):
+    """A concrete documented command line is accepted by the parser as written."""
+    args = shlex.split(command)[1:]
+    parsed = build_parser().parse_args(args)
+    assert parsed is not None, where

@@ -1,11 +1,15 @@
 """Fuzz the CLI argument parsing and the config loaders: no input may cause a traceback or a hang.
 
-Each drawn command line runs through ``newllm.cli.main.main`` up to the point where a model would
-be built (a sentinel stops it there), so everything before -- parsing and config validation -- is fuzzed.
+Each drawn command line runs through ``newllm.cli.main.main`` up to the point where the work would start
+(a sentinel stops it there: building a model, loading a run, loading data, plotting), so everything
+before -- parsing, bounds, output paths, config validation -- is fuzzed, for every subcommand. The
+property: exit 0 (or the sentinel reached), or exit 2 with exactly one ``error:`` line; never a
+traceback; nothing written. Hostile *files* (run for real) are in tests/test_fuzz_files.py.
 """
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 from contextlib import redirect_stderr, redirect_stdout
@@ -15,9 +19,20 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from newllm import ModelConfig, SolverConfig
-from newllm.cli import solve_cmd, train_cmd
-from newllm.cli.main import main
+from newllm.cli import (
+    contraction_cmd,
+    generate_cmd,
+    phase2_cmd,
+    reproduce_cmd,
+    solve_cmd,
+    train_cmd,
+    verify_cmd,
+)
+from newllm.cli.clidoc import commands
+from newllm.cli.main import build_parser, main
 from newllm.phase1 import Phase1Config
+from newllm.tools import benchreport
+from tests.cli_support import Outcome, snapshot, written_outside
 
 
 class Reached(Exception):
@@ -203,3 +218,102 @@ def test_config_files_raise_only_value_error(tmp_path_factory, text):
         ModelConfig.from_json(p)
     except ValueError:
         pass
+
+
+#: Every subcommand (as argv words) with the option strings it takes, read from the parser.
+SUBCOMMANDS = {
+    tuple(prog.split()[1:]): sorted({o for a in p._actions for o in a.option_strings if o.startswith("--")})
+    for prog, p in commands(build_parser())
+    if not any(isinstance(a, argparse._SubParsersAction) for a in p._actions)
+}
+HOSTILE = st.one_of(
+    VALUES,
+    st.sampled_from(
+        [
+            "9999999999999999999999",
+            "-9999999999999999999999",
+            "1e-400",
+            "0x10",
+            "1_000",
+            "none",
+            "caf\udce9",  # a non-UTF-8 byte, as Python hands it over
+            "FILE",
+            "DIR",
+            "FILE/sub",
+            "missing/x.json",
+            "/dev/zero",
+            "out.png",
+            "out.md",
+            "bench.json",
+            "ultrachat",
+            "os:getcwd",
+            "FILE:x",
+            "base.json",
+        ]
+    ),
+)
+
+
+@st.composite
+def any_command(draw):
+    words = draw(st.sampled_from(sorted(SUBCOMMANDS)))
+    flags = SUBCOMMANDS[words]
+    rest = draw(st.lists(st.one_of(st.sampled_from(flags or ["--json"]), HOSTILE), max_size=10))
+    return [*words, *rest]
+
+
+@pytest.fixture
+def stop_every_command(monkeypatch, tmp_path):
+    """Sentinels where each subcommand's work would begin; a scratch directory with a file, a directory
+    and a benchmark JSON file to be named by the drawn arguments."""
+    import newllm.data as data
+
+    def reached(*a, **k):
+        raise Reached
+
+    for mod, name in [
+        (solve_cmd, "build_model"),
+        (train_cmd, "build_model"),
+        (contraction_cmd, "build_model"),
+        (verify_cmd, "build_model"),
+        (verify_cmd, "load_factory"),
+        (solve_cmd.common, "model_from_checkpoint"),
+        (phase2_cmd, "load_checkpoint"),
+        (generate_cmd, "load_phase2"),
+        (reproduce_cmd, "run_reproduction"),
+        (data, "load_samples"),
+        (benchreport, "plot"),
+    ]:
+        monkeypatch.setattr(mod, name, reached)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "FILE").write_text("x")
+    (tmp_path / "DIR").mkdir()
+    (tmp_path / "bench.json").write_text(
+        json.dumps({"benchmarks": [{"name": "t", "extra_info": {"kind": "loop_speedup", "device": "cpu",
+                    "arch": "mixed", "tokens": 8, "iterations": 2, "speedup": 3.0}}]})
+    )  # fmt: skip
+    for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(k, raising=False)
+    return tmp_path
+
+
+#: Flags that name what a command writes (everything else must stay untouched).
+OUTPUT_FLAGS = ("--out", "--markdown", "--plot", "--write-baseline", "--model-cache")
+
+
+@FUZZ
+@given(argv=any_command())
+def test_every_subcommand_never_tracebacks(stop_every_command, argv):
+    before = snapshot(stop_every_command)
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        with redirect_stdout(out), redirect_stderr(err):
+            code = main(argv)
+    except Reached:
+        code = 0
+    except SystemExit as exc:  # only --help / -h may exit, and successfully
+        assert exc.code == 0, (argv, err.getvalue())
+        code = 0
+    Outcome(argv, code, out.getvalue(), err.getvalue()).check()
+    outputs = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a in OUTPUT_FLAGS]
+    assert not written_outside(before, snapshot(stop_every_command), outputs), argv

@@ -188,7 +188,7 @@ def test_per_token_iterations_are_named_in_the_finding():
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        (None, "cannot read"),
+        (None, "does not exist"),
         ("{not json", "is not valid JSON"),
         ("[1, 2]", "is not a 'newllm-matrix/1' file nor a pytest-benchmark JSON"),
         ('{"format": "newllm-matrix/1", "settings": {}, "configurations": {"a": {"tokens": 2, "converged": 3, "mean_iterations": 1}}}', "converged 3 exceeds tokens 2"),

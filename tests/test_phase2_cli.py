@@ -123,7 +123,7 @@ def test_phase2_carry_rebuilds_the_cache(run_dir, tmp_path, capsys):
     [
         (["--checkpoint", "/nonexistent/run"], "does not exist"),
         (["--assistant-only"], "needs the run's data.json"),
-        (["--epochs", "0"], "epochs must be in [1, 1000000], got 0"),
+        (["--epochs", "0"], "--epochs: expected an integer in [1, 1000000], got 0"),
         (["--cache-mode", "other"], "invalid choice: 'other'"),
     ],
 )

@@ -82,4 +82,4 @@ def test_phase2_on_real_conversations_end_to_end(cli, small_corpus, tmp_path, da
     code, s1, _ = cli(*gen, "--seed", 3, "--max-new-tokens", 8)
     assert code == 0 and cli(*gen, "--seed", 3, "--max-new-tokens", 8)[1] == s1
     code, _, err = cli(*gen, "--temperature", 0)
-    assert code == 2 and "--temperature must be > 0" in err
+    assert code == 2 and "argument --temperature: expected a finite number in (0, 1000], got 0" in err

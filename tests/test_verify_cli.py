@@ -95,13 +95,22 @@ def test_write_baseline_then_gate_against_it(capsys, tmp_path):
         ([*BUILTIN, "--token-ids", "1,99"], "token id 99 at position 1 is out of range"),
         (
             [*BUILTIN, "--baseline", "/nonexistent/base.json"],
-            "baseline: cannot read '/nonexistent/base.json'",
+            "baseline: file '/nonexistent/base.json' does not exist",
         ),
         (
             [*BUILTIN, "--checks", "finite", "--write-baseline", "b.json"],
             "--write-baseline needs the convergence",
         ),
         ([*BUILTIN, "--threshold", "-1"], "threshold"),
+        (
+            ["verify", "--model", "tests.cli_support:Outcome"],
+            r"--model 'tests.cli_support:Outcome': Outcome\(\) raised TypeError",
+        ),
+        (
+            [*BUILTIN, "--baseline", "b.json", "--write-baseline", "./b.json"],
+            "--write-baseline './b.json' is the same file as the input 'b.json'",
+        ),
+        ([*BUILTIN, "--token-ids", "99999999999999999999"], r"--token-ids: .* expected integers in \[0, "),
     ],
 )
 def test_bad_input_is_one_error_line_and_exit_2(capsys, monkeypatch, argv, message):

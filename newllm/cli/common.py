@@ -10,20 +10,7 @@ from typing import Any
 from ..config import ARCH_VALUES, ModelConfig
 from ..runs.jsonio import dumps
 from ..tokens import spread_token_ids
-
-
-def int_list(text: str) -> tuple[int, ...]:
-    """``"100,200"`` -> ``(100, 200)`` (argparse type; ValueError text names the bad item)."""
-    items = [t.strip() for t in text.split(",")]
-    if not text.strip() or any(not t for t in items):
-        raise argparse.ArgumentTypeError(f"expected a comma-separated list of integers, got {text!r}")
-    out = []
-    for t in items:
-        try:
-            out.append(int(t))
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{t!r} is not an integer (in {text!r})") from None
-    return tuple(out)
+from . import args as A
 
 
 class _Deprecated(argparse.Action):
@@ -36,6 +23,7 @@ class _Deprecated(argparse.Action):
     def __call__(self, parser: Any, namespace: Any, values: Any, option_string: str | None = None) -> None:
         print(f"warning: {option_string} is deprecated, use {self.new} (docs/glossary.md)", file=sys.stderr)
         setattr(namespace, self.dest, True if self.nargs == 0 else values)
+        setattr(namespace, A.GIVEN, {*getattr(namespace, A.GIVEN, ()), self.dest})
 
 
 def deprecated_alias(
@@ -49,20 +37,30 @@ def deprecated_alias(
 def add_model_arguments(p: argparse.ArgumentParser, *, required: bool = False) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--arch", choices=ARCH_VALUES, help="architecture (default layerwise)")
-    g.add_argument("--structure", type=int_list, help="layers per block, e.g. 2,2 (generalises --arch)")
-    g.add_argument("--layers", type=int, help="number of layers (default 2)")
-    g.add_argument("--dim", type=int, help="embed/context/hidden dim (default 256)")
-    g.add_argument("--vocab-size", type=int, help="vocabulary size (default 50259)")
-    g.add_argument("--dropout-p", type=float, help="dropout probability of the model (default 0.1)")
-    g.add_argument("--model-seed", type=int, default=None, help="weight-init seed (default: --seed)")
+    g.add_argument(
+        "--structure", type=A.integers(1, 64), help="layers per block, e.g. 2,2 (generalises --arch)"
+    )
+    g.add_argument("--layers", type=A.integer(1, 64), help="number of layers (default 2)")
+    g.add_argument("--dim", type=A.integer(1, 65_536), help="embed/context/hidden dim (default 256)")
+    g.add_argument("--vocab-size", type=A.integer(2, A.VOCAB_MAX), help="vocabulary size (default 50259)")
+    g.add_argument(
+        "--dropout-p",
+        type=A.number(0, 1, hi_open=True),
+        help="dropout probability of the model (default 0.1)",
+    )
+    g.add_argument("--model-seed", type=A.SEED, default=None, help="weight-init seed (default: --seed)")
 
 
 def add_token_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument(
-        "--tokens", type=int, help="N tokens spread over the vocabulary: ids (i+1)*min(100,(V-1)//N)"
+        "--tokens",
+        type=A.integer(1, A.VOCAB_MAX - 1),
+        help="N tokens spread over the vocabulary: ids (i+1)*min(100,(V-1)//N)",
     )
-    g.add_argument("--token-ids", type=int_list, help="explicit comma-separated token ids")
+    g.add_argument(
+        "--token-ids", type=A.integers(0, A.VOCAB_MAX - 1), help="explicit comma-separated token ids"
+    )
 
 
 def model_config(args: argparse.Namespace) -> ModelConfig:
@@ -82,27 +80,63 @@ def model_config(args: argparse.Namespace) -> ModelConfig:
         kw["vocab_size"] = args.vocab_size
     if args.dropout_p is not None:
         kw["dropout"] = args.dropout_p
-    return ModelConfig(**kw)
+    cfg = ModelConfig(**kw)
+    check_memory(cfg)
+    return cfg
 
 
-def read_samples_json(path: str) -> list[list[int]]:
-    """A JSON file holding a non-empty list of non-empty lists of integer token ids."""
-    import json
-    from pathlib import Path
+#: Copies of the weights a command may hold at once (weights, gradients, Adam's two moments).
+WEIGHT_COPIES = 4
+
+
+def model_parameters(cfg: ModelConfig) -> int:
+    """The parameter count of ``build_model(cfg)``, from the config alone (tests/test_bad_args.py checks it
+    against the built model): embedding and its LayerNorm, then per block its Linear layers, the fused
+    gates Linear and the context LayerNorm."""
+    e, c, h = cfg.embed_dim, cfg.context_dim, cfg.hidden_dim
+    total = cfg.vocab_size * e + 2 * e
+    for n in cfg.blocks:
+        total += (e + c) * h + h + (n - 1) * (h * h + h) + h * 3 * c + 3 * c + 2 * c
+    return total
+
+
+def check_memory(cfg: ModelConfig) -> None:
+    """ValueError, before any allocation, when :data:`WEIGHT_COPIES` float32 copies of the model's weights
+    exceed this machine's memory."""
+    params = model_parameters(cfg)
+    need = WEIGHT_COPIES * 4 * params
+    have = machine_memory()
+    if have is not None and need > have:
+        raise ValueError(
+            f"the model has {params:,} parameters: {WEIGHT_COPIES} float32 copies (weights, gradients, Adam) "
+            f"need {need / 2**30:.1f} GiB, this machine has {have / 2**30:.1f} GiB; use a smaller --dim, "
+            "--vocab-size or --layers"
+        )
+
+
+def machine_memory() -> int | None:
+    """This machine's physical memory in bytes (None where the OS does not say)."""
+    import os
 
     try:
-        data = json.loads(Path(path).read_text())
-    except OSError as exc:
-        raise ValueError(f"cannot read samples file {path!r}: {exc.strerror or exc}") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"samples file {path!r} is not valid JSON: {exc}") from None
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def read_samples_json(path: str, vocab_size: int = A.VOCAB_MAX) -> list[list[int]]:
+    """A JSON file holding a non-empty list of non-empty lists of integer token ids in ``[0, vocab_size)``."""
+    from ..textfiles import read_json
+
+    data = read_json(path, "samples file")
     if not isinstance(data, list) or not data or not all(isinstance(s, list) and s for s in data):
         raise ValueError(f"samples file {path!r} must hold a non-empty list of non-empty lists of token ids")
     for i, s in enumerate(data):
         for j, t in enumerate(s):
-            if isinstance(t, bool) or not isinstance(t, int):
+            if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < vocab_size:
                 raise ValueError(
-                    f"samples file {path!r}: sample {i} position {j} holds {t!r}, not an integer id"
+                    f"samples file {path!r}: sample {i} position {j} holds {t!r}: expected an integer token "
+                    f"id in [0, {vocab_size - 1}] (the vocabulary has {vocab_size} ids)"
                 )
     return data
 
@@ -131,6 +165,30 @@ def model_from_checkpoint(args: argparse.Namespace):
             f"{', '.join(given)} cannot be combined with --checkpoint: the model config comes from it"
         )
     return load_model(args.checkpoint)
+
+
+def quiet_datasets() -> None:
+    """``datasets`` draws no bars and logs no warnings of its own: the CLI's Progress and errors speak."""
+    from ..data._deps import require
+
+    datasets = require("datasets")
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity_error()
+
+
+def warn_split_ignored(args: argparse.Namespace, source: Any) -> None:
+    """Warn when ``--split`` was given but the source (a ResolvedSource) is one file: the whole data."""
+    from pathlib import Path
+
+    if (
+        A.given(args, "split")
+        and source.kind in ("json", "text")
+        and Path(source.source).expanduser().is_file()
+    ):
+        A.warn(
+            f"--split {args.split!r} does nothing with the single-file source {source.source!r}: a file is the "
+            "whole data (a directory holds one file per split)"
+        )
 
 
 def note(message: str) -> None:

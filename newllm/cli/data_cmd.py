@@ -7,23 +7,32 @@ import itertools
 import statistics
 from typing import Any
 
+from . import args as A
 from . import common
+from .progress import Progress
 
 NAME = "data"
 HELP = "inspect a dialogue source: token statistics (info) or encoded conversations (show)"
 
 
+#: The largest --samples and --max-length.
+COUNT_MAX = 10_000_000
+
+
 def positive_or_none(text: str) -> int | None:
-    """argparse type: a positive integer, or ``none`` for no limit."""
+    """argparse type: an integer in [1, COUNT_MAX], or ``none`` for no limit."""
     if text.strip().lower() == "none":
         return None
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer or 'none', got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer or 'none', got {text!r}")
+        value = 0
+    if not 1 <= value <= COUNT_MAX:
+        raise argparse.ArgumentTypeError(f"expected an integer in [1, {COUNT_MAX}] or 'none', got {text!r}")
     return value
+
+
+positive_or_none.bounds = (1, COUNT_MAX)  # type: ignore[attr-defined]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -53,10 +62,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         )
         q.add_argument(
             "--seed",
-            type=int,
+            type=A.SEED,
             default=None,
             help="shuffle the split with this seed first (default: stored order)",
         )
+        q.add_argument("--quiet", action="store_true", help="no progress on stderr")
         q.add_argument("--json", action="store_true", help="print one JSON object")
         if action == "show":
             q.add_argument(
@@ -65,12 +75,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         q.set_defaults(_action=run_info if action == "info" else run_show)
 
 
+IGNORED = [
+    A.Ignored(
+        ("seed",),
+        lambda a: a.data_command == "info" and a.samples is None,
+        "for info without --samples (statistics of the whole split do not depend on its order)",
+    ),
+]
+
+
 def _load(args: argparse.Namespace) -> Any:
     from ..data import load_samples
-    from ..data._deps import require
 
-    require("datasets").disable_progress_bars()
-    return load_samples(args.source, args.split, args.samples, args.max_length, args.seed)
+    common.quiet_datasets()
+    with Progress("data", enabled=not args.quiet) as progress:
+        s = load_samples(args.source, args.split, args.samples, args.max_length, args.seed, progress=progress)
+    common.warn_split_ignored(args, s.source)
+    return s
 
 
 def run(args: argparse.Namespace) -> int:

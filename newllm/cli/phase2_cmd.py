@@ -11,9 +11,12 @@ from typing import Any
 from ..config import SolverConfig
 from ..phase1.cache import Phase1Cache, build_cache, read_cache
 from ..phase2 import Phase2Config, train_phase2
+from ..phase2.split import check_conversations, sample_keys
 from ..runs.checkpoint import CheckpointError, load_checkpoint
 from ..runs.rundir import RunDir, RunInterrupted
+from . import args as A
 from . import common
+from .progress import Progress
 
 NAME = "phase2"
 HELP = (
@@ -35,23 +38,33 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="contexts: reset = the run's cache (every token from zeros, the seeds); carry = rebuilt so that "
         "token t starts from t-1's fixed point (default reset)",
     )
-    p.add_argument("--epochs", type=int, default=d.epochs, help="epochs (default %(default)s)")
     p.add_argument(
-        "--lr", type=float, default=d.learning_rate, help=f"Adam learning rate (default {d.learning_rate:g})"
+        "--epochs", type=A.integer(1, 1_000_000), default=d.epochs, help="epochs (default %(default)s)"
     )
     p.add_argument(
-        "--batch-size", type=int, default=d.batch_size, help=f"pairs per step (default {d.batch_size})"
+        "--lr",
+        type=A.number(0, 10, lo_open=True),
+        default=d.learning_rate,
+        help=f"Adam learning rate (default {d.learning_rate:g})",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=A.integer(1, 10_000_000),
+        default=d.batch_size,
+        help=f"pairs per step (default {d.batch_size})",
     )
     p.add_argument(
         "--val-fraction",
-        type=float,
+        type=A.number(0, 1, lo_open=True, hi_open=True),
         default=d.val_fraction,
         help=f"conversations held out (default {d.val_fraction})",
     )
     p.add_argument(
-        "--split-seed", type=int, default=d.split_seed, help="seed of the conversation split (default 0)"
+        "--split-seed", type=A.SEED, default=d.split_seed, help="seed of the conversation split (default 0)"
     )
-    p.add_argument("--seed", type=int, default=d.seed, help="seed of the head init and shuffles (default 0)")
+    p.add_argument(
+        "--seed", type=A.SEED, default=d.seed, help="seed of the head init and shuffles (default 0)"
+    )
     p.add_argument(
         "--tie", action="store_true", help="logits = W_proj(c) @ E^T + b with the frozen Phase 1 embedding E"
     )
@@ -70,7 +83,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="start the head's bias at 0 (default: the log of the training split's unigram)",
     )
-    p.add_argument("--out", help="Phase 2 run directory (default CHECKPOINT/phase2-MODE[-tied][-assistant])")
+    p.add_argument(
+        "--out",
+        type=A.out_dir,
+        help="Phase 2 run directory (default CHECKPOINT/phase2-MODE[-tied][-assistant])",
+    )
     p.add_argument(
         "--resume",
         action="store_true",
@@ -123,7 +140,7 @@ def read_data_json(rd: RunDir, num_samples: int) -> dict[str, Any] | None:
 
 
 def contexts(
-    model, cache: Phase1Cache, mode: str, out: RunDir, resume: bool
+    model, cache: Phase1Cache, mode: str, out: RunDir, resume: bool, progress=None
 ) -> tuple[Phase1Cache, float | None]:
     """The run's cache when its mode is ``mode``; else, on ``--resume``, the one ``out`` lists (verified)
     when it was built from the same weights and solver settings; else one rebuilt with ``build_cache``
@@ -137,17 +154,18 @@ def contexts(
             return mine, None
     samples = [cache.sample(s)[0].tolist() for s in range(cache.num_samples)]
     t0 = time.perf_counter()
-    built = build_cache(model, samples, solver, checkpoint=cache.checkpoint)
+    built = build_cache(model, samples, solver, checkpoint=cache.checkpoint, progress=progress)
     return built, time.perf_counter() - t0
 
 
-def loss_masks(meta: dict[str, Any] | None, cache: Phase1Cache) -> list[list[int]]:
+def loss_masks(meta: dict[str, Any] | None, cache: Phase1Cache, progress=None) -> list[list[int]]:
     """The assistant-only masks of the run's conversations, checked against the cache's tokens."""
     if meta is None:
         raise ValueError("--assistant-only needs the run's data.json (a run trained with --data)")
     from ..data import load_samples
 
-    s = load_samples(meta["source"], meta["split"], meta["samples"], meta["max_length"])
+    common.quiet_datasets()
+    s = load_samples(meta["source"], meta["split"], meta["samples"], meta["max_length"], progress=progress)
     if s.ids != meta["conversation_ids"]:
         raise ValueError(
             "the data source no longer yields the run's conversations (ids differ from data.json)"
@@ -167,11 +185,19 @@ def run(args: argparse.Namespace) -> int:
             f"{str(out.path)!r} already holds a checkpoint: pass --resume to continue it, or another --out"
         )
     t0 = time.perf_counter()
+    kind = run_dir.manifest().kind
+    if kind != "phase1":
+        raise CheckpointError(
+            f"{str(run_dir.path)!r} is a {kind} run directory, not a Phase 1 one (use the --out of newllm train)"
+        )
     ck = load_checkpoint(run_dir)
     own = read_cache(run_dir, expect_checkpoint=ck.tag, vocab_size=ck.model.config.vocab_size)
     meta = read_data_json(run_dir, own.num_samples)
-    masks = loss_masks(meta, own) if cfg.assistant_only else None
-    cache, cache_seconds = contexts(ck.model, own, args.cache_mode, out, args.resume)
+    keys = sample_keys(own.num_samples, None if meta is None else meta["conversation_ids"])
+    check_conversations(keys, f"the Phase 1 run {str(run_dir.path)!r}")
+    with Progress("phase2", enabled=not args.quiet) as progress:
+        masks = loss_masks(meta, own, progress) if cfg.assistant_only else None
+        cache, cache_seconds = contexts(ck.model, own, args.cache_mode, out, args.resume, progress)
 
     state = {
         "phase1_checkpoint": str(run_dir.path.resolve()),

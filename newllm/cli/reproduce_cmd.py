@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from ..matrix.cache import default_root
 from ..matrix.models import DEFAULT
 from ..reproduce import full_plan, quick_plan, run_reproduction
 from ..reproduce.report import STATUS_ORDER
+from . import args as A
 from . import common
 
 NAME = "reproduce"
@@ -24,24 +26,32 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--seeds",
-        type=common.int_list,
+        type=A.integers(0, A.SEED_MAX),
         help="comma-separated seeds of the untrained experiments (default 0..19; with --quick: 0,1,2)",
     )
     p.add_argument(
         "--trained-seeds",
-        type=common.int_list,
+        type=A.integers(0, A.SEED_MAX),
         help="seeds of the trained experiments (default: the first 5 of --seeds, 0..4; with --quick: 2, 0,1)",
     )
     p.add_argument(
-        "--out", help="output directory (default runs/reproduce, or runs/reproduce-quick with --quick)"
+        "--out",
+        type=A.out_dir,
+        help="output directory (default runs/reproduce, or runs/reproduce-quick with --quick)",
     )
     p.add_argument("--resume", action="store_true", help="reuse finished experiments stored in --out")
-    p.add_argument("--threads", type=int, default=1, help="torch threads per experiment (default 1)")
     p.add_argument(
-        "--jobs", type=int, default=1, help="worker processes running experiments in parallel (default 1)"
+        "--threads", type=A.integer(1, 1024), default=1, help="torch threads per experiment (default 1)"
+    )
+    p.add_argument(
+        "--jobs",
+        type=A.integer(1, 1024),
+        default=1,
+        help="worker processes running experiments in parallel (default 1)",
     )
     p.add_argument(
         "--model-cache",
+        type=A.out_dir,
         metavar="DIR",
         help="trained models, kept per code version (default $NEWLLM_CACHE_DIR or ~/.cache/newllm/models)",
     )
@@ -54,10 +64,10 @@ def run(args: argparse.Namespace) -> int:
     kw = {"threads": args.threads}
     if args.tiny:
         kw["model"] = dict(TINY_MODEL)
-    if args.jobs < 1:
-        raise ValueError(f"--jobs must be a positive integer, got {args.jobs}")
     plan = (quick_plan if args.quick else full_plan)(args.seeds, args.trained_seeds, **kw)
     out = args.out or ("runs/reproduce-quick" if args.quick else "runs/reproduce")
+    if not args.model_cache:
+        default_root()  # a cache variable naming a file: refused before --out is made
     cache = args.model_cache if args.model_cache else DEFAULT
     rep = run_reproduction(
         plan, out, resume=args.resume, progress=not args.quiet, cache=cache, jobs=args.jobs

@@ -12,7 +12,9 @@ from ..config import SolverConfig
 from ..metrics import METRICS
 from ..model import build_model
 from ..solve import solve
+from . import args as A
 from . import common
+from .progress import Progress
 
 NAME = "solve"
 HELP = "iterate the context update to a fixed point for a set of tokens and report convergence"
@@ -26,12 +28,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     common.add_token_arguments(p)
     g = p.add_argument_group("solver")
     g.add_argument("--metric", choices=tuple(METRICS), default="mse", help="residual metric (default mse)")
-    g.add_argument("--threshold", type=float, default=0.01, help="convergence threshold (default 0.01)")
     g.add_argument(
-        "--max-iterations", type=int, default=200, help="iteration budget per token (default %(default)s)"
+        "--threshold",
+        type=A.number(0, None, lo_open=True),
+        default=0.01,
+        help="convergence threshold (default 0.01)",
     )
     g.add_argument(
-        "--warmup", type=int, default=0, help="iterations before convergence is checked (default 0)"
+        "--max-iterations",
+        type=A.integer(1, 10_000_000),
+        default=200,
+        help="iteration budget per token (default %(default)s)",
+    )
+    g.add_argument(
+        "--warmup",
+        type=A.integer(0, 10_000_000 - 1),
+        default=0,
+        help="iterations before convergence is checked (default 0)",
     )
     g.add_argument(
         "--context-mode",
@@ -42,11 +55,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--method", choices=("picard", "anderson"), default="picard", help="solver (default %(default)s)"
     )
-    g.add_argument("--damping", type=float, default=1.0, help="Picard/Anderson damping beta (default 1)")
+    g.add_argument(
+        "--damping",
+        type=A.number(0, 1, lo_open=True),
+        default=1.0,
+        help="Picard/Anderson damping beta (default 1)",
+    )
     g.add_argument("--train-mode", action="store_true", help="iterate in train mode (dropout on)")
     common.deprecated_alias(g, "--dropout", "--train-mode", flag=True)
-    p.add_argument("--seed", type=int, default=0, help="seed for weights and dropout masks (default 0)")
+    p.add_argument("--seed", type=A.SEED, default=0, help="seed for weights and dropout masks (default 0)")
+    p.add_argument("--quiet", action="store_true", help="no status line on stderr")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+IGNORED = [
+    A.Ignored(
+        ("seed",),
+        lambda a: a.checkpoint is not None and not a.train_mode,
+        "with --checkpoint and without --train-mode (it seeds the weights and the dropout masks only)",
+    ),
+]
 
 
 def solver_config(args: argparse.Namespace) -> SolverConfig:
@@ -74,7 +102,9 @@ def run(args: argparse.Namespace) -> int:
     ids = common.token_ids(args, mcfg.vocab_size)
     gen = torch.Generator().manual_seed(args.seed)
     t0 = time.perf_counter()
-    res = solve(model, ids, scfg, generator=gen)
+    with Progress("solve", enabled=not args.quiet) as progress:
+        progress(0, None, f"{len(ids)} tokens")
+        res = solve(model, ids, scfg, generator=gen)
     seconds = time.perf_counter() - t0
     report = diagnostics.collapse_report(res.context, torch.tensor(ids))
     out = {

@@ -5,12 +5,16 @@ from __future__ import annotations
 import argparse
 import time
 from dataclasses import asdict
+from pathlib import Path
 
 from ..model import build_model
 from ..phase1 import Phase1Config, train_phase1
 from ..runs.distributed import Dist
+from ..runs.manifest import MANIFEST
 from ..runs.rundir import RunInterrupted
+from . import args as A
 from . import common
+from .progress import Progress
 
 NAME = "train"
 HELP = "Phase 1: train the weights so that iterating the update reaches fixed points"
@@ -19,9 +23,15 @@ HELP = "Phase 1: train the weights so that iterating the update reaches fixed po
 def add_arguments(p: argparse.ArgumentParser) -> None:
     common.add_model_arguments(p)
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--tokens", type=int, help="one sample of N tokens spread over the vocabulary")
     src.add_argument(
-        "--token-ids", type=common.int_list, help="one sample: explicit comma-separated token ids"
+        "--tokens",
+        type=A.integer(1, A.VOCAB_MAX - 1),
+        help="one sample of N tokens spread over the vocabulary",
+    )
+    src.add_argument(
+        "--token-ids",
+        type=A.integers(0, A.VOCAB_MAX - 1),
+        help="one sample: explicit comma-separated token ids",
     )
     src.add_argument("--samples-json", help="JSON file: a list of samples, each a list of token ids")
     src.add_argument(
@@ -30,11 +40,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "UltraChat's schema), a hub name, or a local .jsonl/.txt path",
     )
     d_ = p.add_argument_group("data (with --data)")
-    d_.add_argument("--samples", type=int, default=10, help="conversations to train on (default 10)")
+    d_.add_argument(
+        "--samples", type=A.integer(1, 10_000_000), default=10, help="conversations to train on (default 10)"
+    )
     d_.add_argument("--split", default="train_sft", help="split (default train_sft)")
     d_.add_argument(
         "--max-length",
-        type=int,
+        type=A.integer(1, 10_000_000),
         default=512,
         help="truncate conversations to this many tokens (default %(default)s)",
     )
@@ -47,39 +59,56 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="spec: the seeds' loop, one token at a time; batched: a batch of samples together "
         "(default %(default)s)",
     )
-    g.add_argument("--epochs", type=int, default=d.epochs, help="epochs (default %(default)s)")
     g.add_argument(
-        "--lr", type=float, default=d.learning_rate, help=f"Adam learning rate (default {d.learning_rate:g})"
+        "--epochs", type=A.integer(1, 1_000_000), default=d.epochs, help="epochs (default %(default)s)"
+    )
+    g.add_argument(
+        "--lr",
+        type=A.number(0, 10, lo_open=True),
+        default=d.learning_rate,
+        help=f"Adam learning rate (default {d.learning_rate:g})",
     )
     g.add_argument(
         "--max-iterations",
-        type=int,
+        type=A.integer(1, 1_000_000),
         default=d.max_iterations,
         help="inner iterations per token at most (default %(default)s)",
     )
-    g.add_argument("--threshold", type=float, default=d.threshold, help="mse threshold (default 0.01)")
-    common.deprecated_alias(g, "--tolerance", "--threshold", type=float)
+    g.add_argument(
+        "--threshold",
+        type=A.number(0, None, lo_open=True),
+        default=d.threshold,
+        help="mse threshold (default 0.01)",
+    )
+    common.deprecated_alias(g, "--tolerance", "--threshold", type=A.number(0, None, lo_open=True))
     g.add_argument(
         "--warmup",
-        type=int,
+        type=A.integer(0, 1_000_000 - 1),
         default=d.warmup,
         help="iterations before convergence is checked (default %(default)s)",
     )
-    g.add_argument("--grad-clip", type=float, default=d.grad_clip, help="max grad norm (default 1.0)")
+    g.add_argument(
+        "--grad-clip",
+        type=A.number(0, None, lo_open=True),
+        default=d.grad_clip,
+        help="max grad norm (default 1.0)",
+    )
     g.add_argument(
         "--batch-samples",
-        type=int,
+        type=A.integer(1, 1_000_000),
         default=d.batch_samples,
         help="samples per optimizer batch (batched loop; default %(default)s)",
     )
     g.add_argument(
         "--jacobian-weight",
-        type=float,
+        type=A.number(0, None),
         default=d.jacobian_weight,
         help="weight of the Hutchinson ||J||_F^2/D penalty (default 0: off)",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed for weights, dropout and probes (default 0)")
-    p.add_argument("--out", required=True, help="run directory for checkpoints, log.jsonl and the cache")
+    p.add_argument("--seed", type=A.SEED, default=0, help="seed for weights, dropout and probes (default 0)")
+    p.add_argument(
+        "--out", required=True, type=A.out_dir, help="run directory for checkpoints, log.jsonl and the cache"
+    )
     p.add_argument(
         "--resume",
         action="store_true",
@@ -94,6 +123,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="data-parallel over the processes of `torchrun --nproc-per-node N -m newllm train ...` "
         "(gloo on CPU, nccl on CUDA; batched loop)",
     )
+
+
+IGNORED = [
+    A.Ignored(
+        ("samples", "max_length", "split"),
+        lambda a: a.data is None,
+        "without --data (it chooses and cuts the conversations of --data)",
+    ),
+    A.Ignored(
+        ("batch_samples",), lambda a: a.loop == "spec", "with --loop spec (one token per optimizer step)"
+    ),
+    A.Ignored(
+        ("model_seed",),
+        lambda a: a.resume and (Path(a.out) / MANIFEST).is_file(),
+        "with --resume of a saved run (the weights come from its checkpoint)",
+    ),
+]
 
 
 def phase1_config(args: argparse.Namespace) -> Phase1Config:
@@ -119,7 +165,10 @@ def samples_from_args(args: argparse.Namespace, vocab_size: int) -> list[list[in
             raise ValueError(
                 f"--data needs vocab_size >= {VOCAB_SIZE} (GPT-2 + 2 chat markers), got {vocab_size}"
             )
-        loaded = load_samples(args.data, args.split, args.samples, args.max_length)
+        common.quiet_datasets()
+        with Progress("data", enabled=not args.quiet) as progress:
+            loaded = load_samples(args.data, args.split, args.samples, args.max_length, progress=progress)
+        common.warn_split_ignored(args, loaded.source)
         args._data_meta = {
             "source": args.data,
             "split": args.split,
@@ -129,7 +178,7 @@ def samples_from_args(args: argparse.Namespace, vocab_size: int) -> list[list[in
         }
         return loaded.input_ids
     if args.samples_json is not None:
-        return common.read_samples_json(args.samples_json)
+        return common.read_samples_json(args.samples_json, vocab_size)
     return [common.token_ids(args, vocab_size)]
 
 
@@ -192,6 +241,7 @@ def _run(args, mcfg, pcfg, samples, model, dist: Dist) -> int:
         "rate": run_.final.rate,
         "success": run_.final.success,
         "success_rate": pcfg.success_rate,
+        "collapsed": run_.final.collapsed,
         "checkpoint": str(args.out),
         "world_size": dist.world_size,
         "checkpoint_tag": run_.checkpoint_tag,
@@ -201,9 +251,24 @@ def _run(args, mcfg, pcfg, samples, model, dist: Dist) -> int:
     if args.json:
         common.print_json(final)
     else:
-        verdict = "met" if run_.final.success else "NOT met"
         print(
-            f"success criterion (rate >= {pcfg.success_rate:.0%}) {verdict}; checkpoint {args.out} "
-            f"({run_.checkpoint_tag}); cache {final['cache']}"
+            f"{verdict(run_.final, pcfg)}; checkpoint {args.out} ({run_.checkpoint_tag}); cache {final['cache']}"
         )
     return 0
+
+
+def verdict(final, pcfg: Phase1Config) -> str:
+    """The last line's verdict on the final epoch: met, or NOT met with every reason (rate, collapse)."""
+    crit = f"success criterion (rate >= {pcfg.success_rate:.0%}, no collapse)"
+    if final.success:
+        return f"{crit} met"
+    reasons = []
+    if final.rate < pcfg.success_rate:
+        reasons.append(f"rate {final.rate:.1%} is below {pcfg.success_rate:.0%}")
+    if final.collapsed:
+        reasons.append(
+            f"the contexts COLLAPSED at rate {final.rate:.1%} (context rms {final.context_rms:.3g}, max cosine "
+            f"{final.max_cosine:.4f}, effective rank {final.effective_rank:.2f}): different tokens reach "
+            "(nearly) the same context, or a context is near zero (docs/phase1.md)"
+        )
+    return f"{crit} NOT met: " + "; ".join(reasons)

@@ -18,7 +18,9 @@ from ..runs.jsonio import atomic_write_json
 from ..solvers import SOLVERS
 from ..testing import CHECKS, check_model, make_baseline
 from ..tokens import spread_token_ids
+from . import args as A
 from . import common
+from .progress import Progress
 
 NAME = "verify"
 HELP = "run the property checks (newllm.testing) on a checkpoint, a built-in model or your own model"
@@ -35,14 +37,34 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "model: this runs your own code (docs/verify.md)",
     )
     tok = p.add_mutually_exclusive_group()
-    tok.add_argument("--tokens", type=int, help="N probe tokens spread over the vocabulary (default 16)")
-    tok.add_argument("--token-ids", type=common.int_list, help="explicit comma-separated probe token ids")
+    tok.add_argument(
+        "--tokens",
+        type=A.integer(1, A.VOCAB_MAX - 1),
+        help="N probe tokens spread over the vocabulary (default 16)",
+    )
+    tok.add_argument(
+        "--token-ids",
+        type=A.integers(0, A.VOCAB_MAX - 1),
+        help="explicit comma-separated probe token ids",
+    )
     g = p.add_argument_group("the stated solver settings (default: SolverConfig())")
     d = SolverConfig()
     g.add_argument("--metric", choices=tuple(METRICS), default=d.metric, help=f"default {d.metric}")
-    g.add_argument("--threshold", type=float, default=d.threshold, help=f"default {d.threshold:g}")
-    g.add_argument("--max-iterations", type=int, default=d.max_iterations, help=f"default {d.max_iterations}")
-    g.add_argument("--warmup", type=int, default=d.warmup, help=f"default {d.warmup}")
+    g.add_argument(
+        "--threshold",
+        type=A.number(0, None, lo_open=True),
+        default=d.threshold,
+        help=f"default {d.threshold:g}",
+    )
+    g.add_argument(
+        "--max-iterations",
+        type=A.integer(1, 10_000_000),
+        default=d.max_iterations,
+        help=f"default {d.max_iterations}",
+    )
+    g.add_argument(
+        "--warmup", type=A.integer(0, 10_000_000 - 1), default=d.warmup, help=f"default {d.warmup}"
+    )
     g.add_argument("--method", choices=tuple(SOLVERS), default=d.method, help=f"default {d.method}")
     c = p.add_argument_group("checks")
     c.add_argument("--checks", type=_names, help=f"comma-separated subset of: {', '.join(CHECKS)}")
@@ -55,11 +77,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--baseline", metavar="FILE", help="gate convergence against this baseline (binomial test)"
     )
     c.add_argument(
-        "--write-baseline", metavar="FILE", help="write this run's convergence numbers as a baseline"
+        "--write-baseline",
+        type=A.out_file(".json"),
+        metavar="FILE",
+        help="write this run's convergence numbers as a baseline (a .json path)",
     )
     p.add_argument(
-        "--seed", type=int, default=0, help="seed for the built-in model's weights and the probes (default 0)"
+        "--seed",
+        type=A.SEED,
+        default=0,
+        help="seed for the built-in model's weights and the probes (default 0)",
     )
+    p.add_argument("--quiet", action="store_true", help="no status line on stderr")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -84,10 +113,17 @@ def load_factory(spec: str) -> Any:
         mod = importlib.import_module(module)
     except ImportError as exc:
         raise ValueError(f"--model {spec!r}: cannot import module {module!r} ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - the user's module failed on import (SyntaxError, ...)
+        raise ValueError(
+            f"--model {spec!r}: importing {module!r} raised {type(exc).__name__}: {exc}"
+        ) from None
     factory = getattr(mod, attr, None)
     if not callable(factory):
         raise ValueError(f"--model {spec!r}: module {module!r} has no callable {attr!r}")
-    return factory()
+    try:
+        return factory()
+    except Exception as exc:  # noqa: BLE001 - the user's factory failed: one line naming it
+        raise ValueError(f"--model {spec!r}: {attr}() raised {type(exc).__name__}: {exc}") from None
 
 
 def _model(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
@@ -124,6 +160,7 @@ def _token_ids(args: argparse.Namespace, model: Any) -> list[int] | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    A.refuse_same_file({"--write-baseline": args.write_baseline}, [args.baseline] if args.baseline else [])
     model, source = _model(args)
     solver = SolverConfig(
         metric=args.metric,
@@ -135,15 +172,17 @@ def run(args: argparse.Namespace) -> int:
     if args.write_baseline and args.checks is not None and "convergence" not in args.checks:
         raise ValueError("--write-baseline needs the convergence check: add it to --checks")
     t0 = time.perf_counter()
-    report = check_model(
-        model,
-        token_ids=_token_ids(args, model),
-        checks=args.checks,
-        baseline=args.baseline,
-        seed=args.seed,
-        solver=solver,
-        contractive=args.contractive,
-    )
+    with Progress("verify", enabled=not args.quiet, unit="checks") as progress:
+        report = check_model(
+            model,
+            token_ids=_token_ids(args, model),
+            checks=args.checks,
+            baseline=args.baseline,
+            seed=args.seed,
+            solver=solver,
+            contractive=args.contractive,
+            progress=progress,
+        )
     out = {"source": source, **report.to_dict(), "seconds": time.perf_counter() - t0}
     if args.write_baseline:
         atomic_write_json(args.write_baseline, make_baseline(report.settings, report["convergence"].numbers))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -32,6 +32,8 @@ from .pairs import DEFAULT_RADII, pair_ratio
 from .spectral import EXACT_MAX_DIM, arnoldi, sigma_max
 
 SPECTRAL = ("auto", "exact", "iterative")
+#: The steps reported to ``progress``.
+STEPS = ("picard", "anderson", "jacobian", "pair ratio")
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 
@@ -50,13 +52,16 @@ def contraction_report(
     ascent_steps: int = 10,
     dtype: str = "float64",
     seed: int = 0,
+    progress: Callable[[int, int, str], None] | None = None,
 ) -> dict[str, Any]:
     """A JSON-ready dict: per-token and max/median ``sigma_max``, ``spectral_radius``,
     ``pair_ratio``, ``observed_factor`` (each an :class:`Estimate` dict with its ``kind``),
     ``contractive`` (fraction of tokens with σ_max < 1), the solves' statistics and the collapse
     diagnostics of the fixed points. ``threshold`` is in the ``rel`` metric. Random choices come
-    from ``seed``. The model's own mode and dtype are left unchanged.
+    from ``seed``. The model's own mode and dtype are left unchanged. ``progress(done, 4, step)`` is
+    called before each of the four steps (``picard``, ``anderson``, ``jacobian``, ``pair ratio``).
     """
+    say = progress or (lambda done, total, step: None)
     if spectral not in SPECTRAL:
         raise ValueError(f"spectral must be one of {', '.join(SPECTRAL)}; got {spectral!r}")
     if dtype not in DTYPES:
@@ -68,6 +73,7 @@ def contraction_report(
     work = copy.deepcopy(model).to(DTYPES[dtype])
     gen = torch.Generator().manual_seed(seed)
     with eval_mode(work):
+        say(0, len(STEPS), STEPS[0])
         picard = solve(
             work,
             ids,
@@ -80,6 +86,7 @@ def contraction_report(
             ),
         )
         factor = observed_factor(picard, metric="l2")
+        say(1, len(STEPS), STEPS[1])
         fixed = solve(
             work,
             ids,
@@ -91,12 +98,14 @@ def contraction_report(
         z = fixed.context
         fn = model_map(work, ids)
         use_exact = spectral == "exact" or (spectral == "auto" and z.shape[-1] <= EXACT_MAX_DIM)
+        say(2, len(STEPS), STEPS[2])
         if use_exact:
             ex = exact(fn, z)
             sig, rho = ex["sigma_max"], ex["spectral_radius"]
         else:
             sig = sigma_max(fn, z, iterations=power_iterations, generator=gen)
             rho = arnoldi(fn, z, krylov_dim=krylov_dim, generator=gen)
+        say(3, len(STEPS), STEPS[3])
         pr = pair_ratio(fn, z, pairs=pairs, radii=radii, ascent_steps=ascent_steps, generator=gen)
     collapse = diagnostics.collapse_report(z, ids)
     return {

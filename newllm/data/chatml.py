@@ -28,15 +28,17 @@ Truncation keeps the first ``max_length`` tokens (and their mask), possibly cutt
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .records import check_messages, conversation_id
+from .records import check_messages, check_record, conversation_id
 from .tokenizer import IM_END, IM_END_ID, IM_START, IM_START_ID
 
 #: Default truncation length (the seeds truncate UltraChat to 512 tokens).
 DEFAULT_MAX_LENGTH = 512
+#: Records per batched tokenizer call.
+CHUNK = 256
 NEWLINE_ID = 198
 
 
@@ -73,26 +75,35 @@ def check_max_length(max_length: int | None) -> int | None:
 
 
 def encode_records(
-    records: Iterable[Mapping[str, Any]], tokenizer: Any, max_length: int | None = DEFAULT_MAX_LENGTH
+    records: Iterable[Mapping[str, Any]],
+    tokenizer: Any,
+    max_length: int | None = DEFAULT_MAX_LENGTH,
+    *,
+    progress: Callable[[int, int, str], None] | None = None,
 ) -> list[EncodedConversation]:
-    """Encode dialogue (``messages``) or plain-text (``text``) records; one batched tokenizer call."""
+    """Encode dialogue (``messages``) or plain-text (``text``) records; batched tokenizer calls of
+    :data:`CHUNK` records, each followed by ``progress(records done, records, "encode")``."""
     check_max_length(max_length)
     plans: list[tuple[str, list[tuple[str, str]] | str]] = []
     texts: list[str] = []
+    ends: list[int] = []  # texts[: ends[n]] belong to records 0..n
     for n, rec in enumerate(records):
+        check_record(rec, where=f"record {n}")
         cid = conversation_id(rec)
         if rec.get("messages") is not None:
             msgs = check_messages(rec, where=f"conversation {cid!r} (record {n})")
             plans.append((cid, [(m["role"], m["content"]) for m in msgs]))
             texts.extend(m["content"] for m in msgs)
-        elif isinstance(rec.get("text"), str):
+        else:
             plans.append((cid, rec["text"]))
             texts.append(rec["text"])
-        else:
-            raise ValueError(
-                f"record {n} ({cid!r}) has neither 'messages' (a list of {{role, content}}) nor 'text' (a string)"
-            )
-    pieces = _encode_texts(tokenizer, texts)
+        ends.append(len(texts))
+    pieces: list[list[int]] = []
+    for a in range(0, len(plans), CHUNK):
+        b = min(a + CHUNK, len(plans))
+        pieces += _encode_texts(tokenizer, texts[len(pieces) : ends[b - 1]])
+        if progress is not None:
+            progress(b, len(plans), "encode")
     headers: dict[str, list[int]] = {}
     out: list[EncodedConversation] = []
     k = 0

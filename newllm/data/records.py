@@ -13,6 +13,7 @@ from typing import Any
 from .store import text_sha256
 
 ROLES = ("system", "user", "assistant")
+_INT64 = (-(2**63), 2**63 - 1)
 
 
 def conversation_id(record: Mapping[str, Any]) -> str:
@@ -29,6 +30,29 @@ def conversation_id(record: Mapping[str, Any]) -> str:
     else:
         body = str(record.get("text"))
     return "sha256:" + text_sha256(body)[:16]
+
+
+def check_record(record: Any, where: str = "record") -> None:
+    """ValueError naming ``where`` unless ``record`` is a dialogue record (``messages``, see
+    :func:`check_messages`) or a plain-text record (``text``: a string); ``prompt_id``/``id``, when
+    present, must be a string or an integer."""
+    if not isinstance(record, Mapping):
+        raise ValueError(
+            f"{where}: expected a JSON object with 'messages' or 'text', got {type(record).__name__}"
+        )
+    for key in ("prompt_id", "id"):
+        value = record.get(key)
+        if value is None or isinstance(value, str):
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not _INT64[0] <= value <= _INT64[1]:
+            raise ValueError(f"{where}: {key!r} must be a string or a 64-bit integer, got {value!r:.80}")
+    if record.get("messages") is not None:
+        check_messages(record, where)
+    elif not isinstance(record.get("text"), str):
+        raise ValueError(
+            f"{where}: has neither 'messages' (a non-empty list of {{role, content}}) nor 'text' (a string); "
+            f"keys: {', '.join(map(repr, sorted(map(str, record)))) or 'none'}"
+        )
 
 
 def check_messages(record: Mapping[str, Any], where: str = "record") -> list[dict[str, str]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,12 +57,15 @@ def load_samples(
     *,
     tokenizer: Any = None,
     cache: str | Path | None = None,
+    progress: Callable[[int, int | None, str], None] | None = None,
 ) -> Samples:
     """The first ``samples`` conversations of ``source``/``split`` (all when None), encoded.
 
     ``seed=None`` keeps the split's stored order (for ``ultrachat`` already a seeded shuffle);
     an integer first shuffles with ``Dataset.shuffle(seed=seed)``. ``max_length=None`` disables
-    truncation. ``tokenizer`` defaults to :func:`~newllm.data.tokenizer.load_tokenizer`.
+    truncation. ``tokenizer`` defaults to :func:`~newllm.data.tokenizer.load_tokenizer`. ``progress``
+    is called as ``progress(done, total, stage)``: ``(0, None, "load")`` before loading, then by
+    :func:`~newllm.data.chatml.encode_records` per batch of encoded conversations.
     """
     if samples is not None and (isinstance(samples, bool) or not isinstance(samples, int) or samples < 1):
         raise ValueError(f"samples must be a positive integer or None (all), got {samples!r}")
@@ -69,6 +73,8 @@ def load_samples(
         raise ValueError(f"seed must be a non-negative integer or None (stored order), got {seed!r}")
     check_max_length(max_length)
     t0 = time.perf_counter()
+    if progress is not None:
+        progress(0, None, "load")
     src = resolve_source(source, split, cache)
     ds = load_resolved(src, cache)
     available = len(ds)
@@ -83,6 +89,6 @@ def load_samples(
     records = ds.to_list()
     t1 = time.perf_counter()
     tok = load_tokenizer(cache) if tokenizer is None else tokenizer
-    encoded = encode_records(records, tok, max_length)
+    encoded = encode_records(records, tok, max_length, progress=progress)
     t2 = time.perf_counter()
     return Samples(src, max_length, seed, available, tuple(encoded), t1 - t0, t2 - t1)

@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from ._deps import require
+from .check import check_local_file
 from .chitchat import SPLITS, chitchat_corpus, corpus_meta
 from .store import cache_dir
 
@@ -88,6 +89,8 @@ def resolve_source(source: str, split: str = "train_sft", cache: str | Path | No
             f"directory {str(path)!r} has no file for split {split!r}: expected {split}.jsonl, "
             f"{split}.json or {split}.txt (found: {', '.join(found) or 'none'})"
         )
+    if path.exists():
+        raise ValueError(f"source {source!r} is not a regular file or directory (a device, FIFO or socket)")
     if source.endswith(JSON_SUFFIXES + TEXT_SUFFIXES) or source.startswith((".", "/", "~")):
         raise ValueError(f"source {source!r} looks like a path, but no such file or directory exists")
     if _HUB_NAME.match(source):
@@ -117,13 +120,22 @@ def load_resolved(src: ResolvedSource, cache: str | Path | None = None) -> Any:
     datasets = require("datasets")
     hf_cache = str(cache_dir(cache) / "datasets")
     assert src.path is not None
+    if src.kind != "local-corpus":  # a user's file: checked before datasets sees it
+        check_local_file(src.path, src.kind)
     # datasets wants split names like ``train_sft``; any other name of a single file loads as ``train``.
     split = src.split if re.fullmatch(r"\w+", src.split) else "train"
-    if src.kind == "text":
+    kw = {"sample_by": "paragraph"} if src.kind == "text" else {}
+    builder = "text" if src.kind == "text" else "json"
+    try:
         return datasets.load_dataset(
-            "text", data_files={split: str(src.path)}, split=split, sample_by="paragraph", cache_dir=hf_cache
+            builder, data_files={split: str(src.path)}, split=split, cache_dir=hf_cache, **kw
         )
-    return datasets.load_dataset("json", data_files={split: str(src.path)}, split=split, cache_dir=hf_cache)
+    except Exception as exc:  # the file passed the check: whatever datasets raises is its verdict on it
+        cause = exc.__cause__ if isinstance(exc, datasets.exceptions.DatasetGenerationError) else exc
+        detail = " ".join(str(cause).split())[:300] or type(cause).__name__
+        raise ValueError(
+            f"datasets cannot load data file {str(src.path)!r}: {type(cause).__name__}: {detail}"
+        ) from exc
 
 
 def check_hub_reachable(name: str) -> None:

@@ -11,16 +11,28 @@ from pathlib import Path
 
 import filelock
 
+from ..textfiles import blocking_file
+
 
 def cache_dir(override: str | os.PathLike[str] | None = None) -> Path:
-    """``override``, else ``$NEWLLM_CACHE``, else ``$XDG_CACHE_HOME/newllm``, else ``~/.cache/newllm``."""
+    """``override``, else ``$NEWLLM_CACHE``, else ``$XDG_CACHE_HOME/newllm``, else ``~/.cache/newllm``;
+    ValueError naming the setting when that path is a file or lies under one."""
+    env, xdg = os.environ.get("NEWLLM_CACHE"), os.environ.get("XDG_CACHE_HOME")
     if override is not None:
-        return Path(override).expanduser()
-    env = os.environ.get("NEWLLM_CACHE")
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "newllm"
+        path, source = Path(override).expanduser(), "cache directory"
+    elif env:
+        path, source = Path(env).expanduser(), "$NEWLLM_CACHE"
+    else:
+        base, source = (
+            (Path(xdg).expanduser(), "$XDG_CACHE_HOME") if xdg else (Path.home() / ".cache", "~/.cache")
+        )
+        path = base / "newllm"
+    blocker = blocking_file(path)
+    if blocker is not None:
+        raise ValueError(
+            f"{source} {str(path)!r} cannot be the newllm cache: {str(blocker)!r} is a file, not a directory"
+        )
+    return path
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:

@@ -19,7 +19,6 @@ run's top-level ``"matrix"`` holds the settings (written by ``bench/conftest.py`
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import platform
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ import torch
 
 from ..result import FixedPointResult
 from ..runs.jsonio import atomic_write_json
+from ..textfiles import FileFormatError, read_json
 
 FORMAT = "newllm-matrix/1"
 #: Counts where higher is worse (gated with the iteration slack); all optional but mean_iterations.
@@ -98,11 +98,9 @@ def read(path: str | Path) -> dict[str, Any]:
     :class:`FormatError` naming the file and the problem otherwise."""
     p = str(path)
     try:
-        data = json.loads(Path(path).read_text())
-    except OSError as exc:
-        raise FormatError(f"cannot read {p!r} ({exc.strerror or exc})") from None
-    except ValueError as exc:
-        raise FormatError(f"{p} is not valid JSON ({exc})") from None
+        data = read_json(path, "file", constants=True)
+    except FileFormatError as exc:
+        raise FormatError(str(exc)) from None
     if isinstance(data, dict) and isinstance(data.get("benchmarks"), list):
         data = from_benchmark(data, p)
     validate(data, p)

@@ -24,6 +24,7 @@ import torch
 from filelock import FileLock
 
 from ..runs.checkpoint import MANIFEST, CheckpointError, load_checkpoint, save_checkpoint
+from ..textfiles import blocking_file
 from .compact import compact_model
 
 if TYPE_CHECKING:
@@ -35,11 +36,19 @@ STALE_DAYS = 3
 
 
 def default_root() -> Path:
-    """``$NEWLLM_CACHE_DIR``, else ``$XDG_CACHE_HOME/newllm/models`` (``~/.cache/newllm/models``)."""
+    """``$NEWLLM_CACHE_DIR``, else ``$XDG_CACHE_HOME/newllm/models`` (``~/.cache/newllm/models``);
+    ValueError naming the setting when that path is a file or lies under one."""
     if os.environ.get(ENV):
-        return Path(os.environ[ENV])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "newllm" / "models"
+        root, source = Path(os.environ[ENV]).expanduser(), f"${ENV}"
+    else:
+        base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+        root, source = Path(base) / "newllm" / "models", "the model cache"
+    blocker = blocking_file(root)
+    if blocker is not None:
+        raise ValueError(
+            f"{source} {str(root)!r} cannot hold the model cache: {str(blocker)!r} is a file, not a directory"
+        )
+    return root
 
 
 def code_version() -> str:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,19 +74,30 @@ class Phase1Cache:
 
 
 def build_cache(
-    model: CVFPModel, samples: Sequence[Sequence[int]], solver: SolverConfig, *, checkpoint: str
+    model: CVFPModel,
+    samples: Sequence[Sequence[int]],
+    solver: SolverConfig,
+    *,
+    checkpoint: str,
+    progress: Callable[[int, int, str], None] | None = None,
 ) -> Phase1Cache:
-    """Solve every sample's tokens in eval mode (reset: one batch; carry: per sample, in order)."""
+    """Solve every sample's tokens in eval mode (reset: one batch; carry: per sample, in order).
+    ``progress(samples done, samples, mode)`` is called before the solve and after each sample (carry)."""
     lengths = [len(s) for s in samples]
     if not samples or min(lengths) == 0:
         raise ValueError("build_cache needs at least one non-empty sample")
     offsets = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], dtype=torch.long)
     flat = torch.tensor([t for s in samples for t in s], dtype=torch.long)
+    say = progress or (lambda done, total, mode: None)
+    say(0, len(samples), solver.context_mode)
     if solver.context_mode == "reset":
         r = solve(model, flat, solver)
         ctx, conv, its = r.context, r.converged, r.iterations
     else:
-        parts = [solve(model, torch.tensor(list(s)), solver) for s in samples]
+        parts = []
+        for i, s in enumerate(samples):
+            parts.append(solve(model, torch.tensor(list(s)), solver))
+            say(i + 1, len(samples), solver.context_mode)
         ctx = torch.cat([p.context for p in parts])
         conv = torch.cat([p.converged for p in parts])
         its = torch.cat([p.iterations for p in parts])
@@ -118,7 +129,7 @@ def parse_cache(data: bytes, where: str, *, vocab_size: int | None = None) -> Ph
         raise CheckpointError(f"cannot read Phase 1 cache {where!r}: {exc}") from None
     try:
         meta = json.loads(_metadata(data).get(META_KEY, "null"))
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise CheckpointError(f"{bad}: its {META_KEY} metadata is not valid JSON ({exc})") from None
     if (
         not isinstance(meta, dict)

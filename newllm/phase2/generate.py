@@ -7,7 +7,7 @@ token's fixed point, exactly as the Phase 2 cache was built.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -52,8 +52,10 @@ def generate_ids(
     temperature: float = 1.0,
     generator: torch.Generator | None = None,
     stop_ids: Sequence[int] = (),
+    on_token: Callable[[int], None] | None = None,
 ) -> list[int]:
-    """New token ids after ``prompt_ids`` (at most ``max_new_tokens``; stops after a token in ``stop_ids``)."""
+    """New token ids after ``prompt_ids`` (at most ``max_new_tokens``; stops after a token in ``stop_ids``);
+    ``on_token(id)`` is called with each new token as soon as it is picked."""
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be a non-negative integer, got {max_new_tokens!r}")
     if not greedy and not temperature > 0:
@@ -65,6 +67,8 @@ def generate_ids(
         for _ in range(max_new_tokens):
             tok = pick(head(c), greedy=greedy, temperature=temperature, generator=generator)
             out.append(tok)
+            if on_token is not None:
+                on_token(tok)
             if tok in stop_ids or len(out) == max_new_tokens:
                 break
             assert c is not None  # max_new_tokens > 0 inside the loop

@@ -109,6 +109,8 @@ def parse_manifest(data: bytes, path: Path) -> Manifest:
         obj = json.loads(text, parse_constant=_no_constant)
     except (json.JSONDecodeError, ValueError) as exc:
         raise CheckpointError(f"{where} is corrupted (not valid JSON: {exc})") from None
+    except RecursionError:
+        raise CheckpointError(f"{where} is corrupted (JSON nested too deeply to read)") from None
     try:
         return manifest_from_dict(obj)
     except ValueError as exc:

@@ -198,6 +198,8 @@ class RunDir:
             raise CheckpointError(f"{str(path)!r} is not UTF-8 text") from None
         except json.JSONDecodeError as exc:
             raise CheckpointError(f"{str(path)!r} is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise CheckpointError(f"{str(path)!r} nests JSON too deeply to read") from None
 
     def refuse_unlisted(self, kind: str, hint: str = "") -> None:
         """CheckpointError when the file of ``kind`` is in the directory but the manifest does not list it."""

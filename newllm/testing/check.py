@@ -80,6 +80,7 @@ def check_model(
     seed: int = 0,
     solver: SolverConfig | None = None,
     contractive: bool = False,
+    progress: Callable[[int, int | None, str], None] | None = None,
 ) -> CheckReport:
     """Run the named checks (all of :data:`CHECKS` by default) on ``model`` and return the report.
 
@@ -88,6 +89,7 @@ def check_model(
     or dict (:mod:`newllm.testing.gate`) for the ``convergence`` gate; it must match the token ids and
     solver settings. ``contractive``: the caller claims the update contracts at the fixed points
     (``contraction`` and ``uniqueness`` are judged only then). Random choices come from ``seed``.
+    ``progress(done, total, name)`` is called before each check (e.g. a :class:`newllm.cli.progress.Progress`).
 
     Never raises for a failed check; raises ValueError for a model that does not satisfy the protocol
     (naming what it lacks) or for bad arguments. The model's weights and mode are left unchanged.
@@ -97,4 +99,9 @@ def check_model(
     if baseline is not None:
         probe.baseline = gate.load_baseline(baseline)
         gate.match(probe.baseline, probe.token_ids.tolist(), probe.solver.to_dict())
-    return CheckReport([run_check(name, probe) for name in names], settings=probe.describe())
+    results = []
+    for i, name in enumerate(names):
+        if progress is not None:
+            progress(i, len(names), name)
+        results.append(run_check(name, probe))
+    return CheckReport(results, settings=probe.describe())

@@ -1,39 +1,23 @@
 """Benchmark JSON (pytest-benchmark, from ``bench/``) -> markdown tables and a PNG plot.
 
 Entries are told apart by ``extra_info["kind"]``: ``iterations``, ``throughput``, ``loop_speedup``,
-``phase1_time_to_95``; entries of other kinds are ignored.
+``phase1_time_to_95``; entries of other kinds are ignored. Files are read and checked by
+:mod:`newllm.tools.benchfile`.
 """
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ..matrix import ARCHITECTURES
+from .benchfile import KINDS, load_entries
 
-KINDS = ("iterations", "throughput", "loop_speedup", "phase1_time_to_95")
+__all__ = ["KINDS", "load_entries", "markdown", "plot"]
+
 ARCH_ORDER = tuple(ARCHITECTURES)
-
-
-def load_entries(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
-    """``extra_info`` of every benchmark (of a known kind) in the given files, with the file's timing stats."""
-    out = []
-    for path in paths:
-        try:
-            data = json.loads(Path(path).read_text())
-            benches = data["benchmarks"]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ValueError(f"{str(path)!r} is not a pytest-benchmark JSON file: {exc}") from None
-        for b in benches:
-            extra = dict(b.get("extra_info", {}))
-            if extra.get("kind") in KINDS:
-                extra["name"] = b.get("name")
-                extra["stats_min_s"] = (b.get("stats") or {}).get("min")
-                out.append(extra)
-    return out
 
 
 def _arch_key(e: dict[str, Any]) -> tuple:
@@ -212,6 +196,6 @@ def plot(entries: Sequence[dict[str, Any]], path: str | Path) -> Path:
     fig.tight_layout()
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
+    fig.savefig(out, dpi=100, format="png")  # exactly ``path``, whatever its suffix
     plt.close(fig)
     return out
