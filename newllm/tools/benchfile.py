@@ -123,8 +123,8 @@ def _entry(b: Any, where: str) -> dict[str, Any] | None:
         return None
     name = b.get("name") if isinstance(b.get("name"), str) else None
     _check(extra, SCHEMA[kind], f"{where} ({name or b.get('fullname', '?')}, kind {kind!r})")
-    stats = b.get("stats") if isinstance(b.get("stats"), dict) else {}
-    minimum = stats.get("min")
+    stats = b.get("stats")
+    minimum = stats.get("min") if isinstance(stats, dict) else None
     return {
         **extra,
         "name": name,
