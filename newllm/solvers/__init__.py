@@ -9,7 +9,8 @@ in every registered metric; :func:`newllm.stop.stop` decides the row's status. A
 ``f(z_k)`` as its context, a non-finite one its last finite iterate.
 
 :data:`SOLVERS` maps a method name (``SolverConfig.method``) to ``solver(fn, book)``; add one with
-:func:`register`. Built in: ``picard`` (``z <- z + beta (f(z) - z)``) and ``anderson`` (type II).
+:func:`register`. Built in: ``picard`` (``z <- z + beta (f(z) - z)``), ``anderson`` (type II) and
+``broyden`` (limited-memory good Broyden) and ``hybrid`` (Anderson, Broyden for rows that stall).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from typing import TYPE_CHECKING
 import torch
 
 from .anderson import anderson
+from .broyden import broyden
+from .hybrid import hybrid
 from .picard import picard
 from .rows import RowBook, RowMap
 
@@ -31,7 +34,7 @@ if TYPE_CHECKING:
 Solver = Callable[[RowMap, RowBook], None]
 
 #: The one solver registry: method name -> implementation.
-SOLVERS: dict[str, Solver] = {"picard": picard, "anderson": anderson}
+SOLVERS: dict[str, Solver] = {"picard": picard, "anderson": anderson, "broyden": broyden, "hybrid": hybrid}
 
 
 def register(name: str, solver: Solver) -> None:
