@@ -57,6 +57,8 @@ def solve(
                 res = _solve_rows(
                     model, emb.reshape(-1, emb.shape[-1]), c0.reshape(-1, c0.shape[-1]), config, generator, flat
                 ).reshaped(shape)
+        if masks is not None:
+            res.extra["dropout_masks"] = masks  # the fixed masks ([*S, H] each): the map that was solved
         if certify:
             from .certify import certify as _certify
 

@@ -289,7 +289,7 @@ def test_nonfinite_rows_are_diverged_under_both_methods(method):
 def test_solver_registry_validates_the_method_and_takes_new_solvers(monkeypatch):
     from newllm import solvers
 
-    with pytest.raises(ValueError, match="picard, anderson, broyden, hybrid"):
+    with pytest.raises(ValueError, match="picard, anderson, broyden, hybrid, newton"):
         SolverConfig(method="newton_krylov")
     with pytest.raises(ValueError, match="unknown solver method 'newton_krylov'"):
         solvers.get("newton_krylov")

@@ -14,6 +14,7 @@ import math
 
 import torch
 
+from .linalg import solve_rows
 from .rows import RowBook, RowMap
 
 #: Anderson drops a row's history when its l2 residual exceeds this multiple of the previous one.
@@ -105,10 +106,10 @@ def _step(
     gram = st.gram * (valid.unsqueeze(2) * valid.unsqueeze(1))
     lam = gram.diagonal(dim1=1, dim2=2).sum(-1) * reg / count.clamp_min(1)
     a_mat = gram + torch.diag_embed(valid * lam.unsqueeze(1) + (1.0 - valid))
-    gamma, info = torch.linalg.solve_ex(a_mat, dots[:, 1] * valid)
+    gamma, solved = solve_rows(a_mat, dots[:, 1] * valid)
     gamma = gamma.contiguous()  # solve_ex returns it column-major, which sends bmm down a slow path
     step = x + beta * g - torch.bmm(gamma.unsqueeze(1), st.mix).squeeze(1)
-    ok = (info == 0) & torch.isfinite(step.sum(-1))  # a non-finite entry makes the sum non-finite
+    ok = solved & torch.isfinite(step.sum(-1))  # a non-finite entry makes the sum non-finite
     st.x, st.g, st.started = x, g, True
     st.count = count * ok
     if bool(ok.all()):
