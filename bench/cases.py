@@ -1,7 +1,9 @@
-"""What the benchmarks measure: architectures, token sets, tolerances, the trained models, the threads.
+"""What the benchmarks measure, picked from the experiment matrix (``newllm.matrix``): every
+architecture, the regression models (untrained and trained, ``newllm.matrix.regression``), two
+decision rules, both solvers, 1 to 512 tokens; the threads and the clock.
 
-Every count is deterministic given the seeds below (model seed 0, Phase 1 seed 0, id generator 0) and
-the torch threads (``NEWLLM_BENCH_THREADS``, default 1: stable on shared 2-core machines; the roofline
+Every count is deterministic given the seeds (model seed 0, Phase 1 seed 0, id generator 0) and the
+torch threads (``NEWLLM_BENCH_THREADS``, default 1: stable on shared 2-core machines; the roofline
 is measured with the same threads and the same clock, see :func:`clock`).
 """
 
@@ -11,42 +13,30 @@ import os
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import asdict
 
 import torch
 
-from newllm import ModelConfig, build_model, spread_token_ids
+from newllm.matrix import build
+from newllm.matrix import regression as R
+from newllm.matrix import token_ids as matrix_token_ids
 from newllm.model import CVFPModel
-from newllm.phase1 import Phase1Config, train_phase1
 
 THREADS = int(os.environ.get("NEWLLM_BENCH_THREADS", "1"))
-MODEL_SEED = 0
-
-ARCHS: dict[str, ModelConfig] = {
-    "sequential": ModelConfig(arch="sequential"),
-    "layerwise": ModelConfig(arch="layerwise"),
-    "mixed": ModelConfig(structure=(2, 2)),
-}
-TOKEN_COUNTS = (1, 10, 100, 512)
-#: name -> (metric, threshold): the seeds' Phase 1 tolerance and a strict, scale-free one.
-TOLERANCES = {"mse0.01": ("mse", 0.01), "rel1e-4": ("rel", 1e-4)}
+#: Solved at the counts the trained models were trained on.
+TOKEN_COUNTS = R.TRAINING_COUNTS
+#: Decision rules (newllm.matrix.rules): the seeds' mse < 0.01 and a strict, scale-free rel < 1e-4.
+RULES = ("mse", "rel1e-4")
 METHODS = ("picard", "anderson")
-#: The seeds' untrained tests iterated up to 200 times (seed 000); convergence is checked from iteration 1.
-MAX_ITERATIONS = 200
-#: Phase 1 as the seeds trained (001/002: 3 epochs, Adam lr 1e-4, 50 iterations, mse < 0.01, no warmup),
-#: with the batched loop, on all benchmark token sets at once.
-TRAINING = Phase1Config(loop="batched", batch_samples=len(TOKEN_COUNTS), seed=0)
 
 
 def token_ids(n: int, vocab_size: int, *, seed: int = 0) -> list[int]:
-    """The ids of an ``n``-token benchmark: ``spread_token_ids(n)`` (the seeds' 100, 200, ...) up to
-    512; above, ``n // 512`` samples of 512 ids drawn uniformly from a generator seeded ``seed``."""
+    """The ids of an ``n``-token benchmark: the ``spread`` token set (the seeds' 100, 200, ...) up to
+    512; above, the ``random`` set (``n`` must be whole 512-token samples), generator seed ``seed``."""
     if n <= 512:
-        return spread_token_ids(n, vocab_size)
+        return matrix_token_ids("spread", n, vocab_size)
     if n % 512:
         raise ValueError(f"token counts above 512 must be whole 512-token samples, got {n}")
-    gen = torch.Generator().manual_seed(seed)
-    return torch.randint(0, vocab_size, (n,), generator=gen).tolist()
+    return matrix_token_ids("random", n, vocab_size, seed=seed)
 
 
 def clock(device: torch.device | str) -> tuple[str, Callable[[], float]]:
@@ -65,7 +55,8 @@ def device_name(device: torch.device | str) -> str:
 
 
 class ModelBank:
-    """Untrained and Phase 1-trained models, built once per session and shared (solves leave them unchanged)."""
+    """The regression models, built once per session (trained ones through the matrix cache, so at
+    most once per code version) and shared: solves leave them unchanged."""
 
     def __init__(self) -> None:
         self._models: dict[tuple[str, str, str], CVFPModel] = {}
@@ -75,12 +66,8 @@ class ModelBank:
         dev = torch.device(device)
         key = (arch, state, str(dev))
         if key not in self._models:
-            model = build_model(ARCHS[arch], seed=MODEL_SEED).to(dev)
-            if state == "trained":
-                samples = [token_ids(n, model.config.vocab_size) for n in TOKEN_COUNTS]
-                run = train_phase1(model, samples, TRAINING, progress=False)
-                self.training[(arch, str(dev))] = [asdict(e) for e in run.epochs]
-            elif state != "untrained":
-                raise ValueError(f"state must be 'untrained' or 'trained', got {state!r}")
-            self._models[key] = model.eval()
+            built = build(R.spec(arch, state, device=str(dev), threads=THREADS))
+            if built.history:
+                self.training[(arch, str(dev))] = built.history["epochs"]
+            self._models[key] = built.model
         return self._models[key]

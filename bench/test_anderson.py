@@ -1,4 +1,4 @@
-"""Function evaluations to a tight tolerance (``rel`` < 1e-4): Picard vs Anderson.
+"""Function evaluations to a tight threshold (``rel`` < 1e-4): Picard vs Anderson.
 
 Untrained full-size models (dims 256, eval mode), 512 tokens from zeros, at most 500 evaluations
 per token. Reported in ``extra_info`` per method: median evaluations per token (a token that did
@@ -10,18 +10,23 @@ Run: ``pytest bench/test_anderson.py -n 0 --benchmark-json anderson.json``.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
-from newllm import ModelConfig, SolverConfig, build_model, solve, spread_token_ids
+from newllm import build_model, solve
+from newllm.matrix import model_config, rules, token_ids
 
 TOKENS = 512
 MAX_EVALUATIONS = 500
-TOLERANCE = 1e-4
+#: The decision rule (newllm.matrix.rules): rel < 1e-4, here with up to MAX_EVALUATIONS iterations.
+RULE = "rel1e-4"
 
 
 def evaluations(model, ids, method: str) -> dict[str, float]:
-    cfg = SolverConfig(metric="rel", threshold=TOLERANCE, max_iterations=MAX_EVALUATIONS, method=method)
+    rule = rules(model.context_dim)[RULE]
+    cfg = replace(rule.solver_config(method), max_iterations=MAX_EVALUATIONS)
     res = solve(model, ids, cfg)
     ev = res.evaluations.double()
     return {
@@ -36,15 +41,16 @@ def evaluations(model, ids, method: str) -> dict[str, float]:
 
 @pytest.mark.parametrize("arch", ["layerwise", "sequential"])
 def test_anderson_vs_picard_evaluations(benchmark, arch):
-    model = build_model(ModelConfig(arch=arch)).eval()
-    ids = spread_token_ids(TOKENS, model.config.vocab_size)
+    model = build_model(model_config(arch)).eval()
+    ids = token_ids("spread", TOKENS, model.config.vocab_size)
     picard = evaluations(model, ids, "picard")
     anderson = benchmark.pedantic(evaluations, args=(model, ids, "anderson"), rounds=1, iterations=1)
     speedup = picard["median_evaluations"] / anderson["median_evaluations"]
     benchmark.extra_info.update(
         arch=arch,
         tokens=TOKENS,
-        tolerance_rel=TOLERANCE,
+        rule=RULE,
+        threshold_rel=rules(model.context_dim)[RULE].threshold,
         max_evaluations=MAX_EVALUATIONS,
         picard=picard,
         anderson=anderson,

@@ -9,20 +9,21 @@ vocabulary shrinks both. CUDA uses the full vocabulary.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 import torch
 
-from bench.cases import ARCHS, MODEL_SEED, THREADS, clock, device_name, token_ids
+from bench.cases import THREADS, clock, device_name, token_ids
 from newllm import build_model
 from newllm.config import DEFAULT_VOCAB_SIZE
+from newllm.matrix import NOTES_ARCHITECTURES, RECIPES, model_config
+from newllm.matrix import regression as R
 from newllm.phase1 import EpochStats, Phase1Config, train_phase1
 from newllm.tools.perf import synchronize
 
 CPU_VOCAB = 2048
 TOKENS = 512
-ARCHS_TIMED = ("layerwise", "sequential")
+#: Recipe 001 (the seeds' settings) with each loop.
+RECIPE = "001"
 
 
 class _Reached(Exception):
@@ -31,10 +32,10 @@ class _Reached(Exception):
 
 def time_to_95(arch: str, vocab: int, loop: str, device, tick) -> tuple[float, list[EpochStats]]:
     """Seconds on ``tick`` from the start of Phase 1 until an epoch reaches the success rate, and the epochs run."""
-    model = build_model(replace(ARCHS[arch], vocab_size=vocab), seed=MODEL_SEED)
+    model = build_model(model_config(arch, vocab_size=vocab), seed=R.SEED)
     model = model.to(device)
     ids = token_ids(TOKENS, vocab)
-    cfg = Phase1Config(loop=loop, seed=0)
+    cfg = RECIPES[RECIPE].phase1(loop=loop, seed=R.SEED)
     epochs: list[EpochStats] = []
 
     def on_epoch(stats: EpochStats) -> None:
@@ -55,11 +56,35 @@ def time_to_95(arch: str, vocab: int, loop: str, device, tick) -> tuple[float, l
 def _warm_up(arch: str, vocab: int, device) -> None:
     """One tiny untimed epoch of each loop, so that neither timed run pays one-time start-up costs."""
     for loop in ("batched", "spec"):
-        m = build_model(replace(ARCHS[arch], vocab_size=vocab), seed=1)
+        m = build_model(model_config(arch, vocab_size=vocab), seed=1)
         train_phase1(m.to(device), [token_ids(8, vocab)], Phase1Config(loop=loop, epochs=1), progress=False)
 
 
-@pytest.mark.parametrize("arch", ARCHS_TIMED)
+def configuration(device, arch: str, loop: str, vocab: int, epochs: list[EpochStats]) -> dict:
+    """The gated entry (newllm.matrix.baseline format) of one loop's run to 95%: its last epoch's
+    converged tokens and mean iterations, the epochs and optimizer steps it took."""
+    last = epochs[-1]
+    return {
+        "name": f"{torch.device(device).type}/phase1/{arch}/{loop}",
+        "settings": {
+            "device": torch.device(device).type,
+            "kind": "phase1_time_to_95",
+            "arch": arch,
+            "recipe": RECIPE,
+            "loop": loop,
+            "vocab_size": vocab,
+            "token_set": "spread",
+            "tokens": TOKENS,
+        },
+        "tokens": last.tokens,
+        "converged": last.converged,
+        "mean_iterations": last.mean_iterations,
+        "epochs": len(epochs),
+        "optimizer_steps": sum(e.optimizer_steps for e in epochs),
+    }
+
+
+@pytest.mark.parametrize("arch", sorted(NOTES_ARCHITECTURES))
 def test_phase1_time_to_95(benchmark, device, arch):
     vocab = CPU_VOCAB if torch.device(device).type == "cpu" else DEFAULT_VOCAB_SIZE
     clock_name, tick = clock(device)
@@ -69,6 +94,7 @@ def test_phase1_time_to_95(benchmark, device, arch):
     runs["spec"] = time_to_95(arch, vocab, "spec", device, tick)
 
     counts = {}
+    configurations = {}
     for loop, (_, epochs) in runs.items():
         last = epochs[-1]
         assert last.rate >= 0.95, (
@@ -78,6 +104,7 @@ def test_phase1_time_to_95(benchmark, device, arch):
         counts[f"{loop}_optimizer_steps"] = float(sum(e.optimizer_steps for e in epochs))
         counts[f"{loop}_mean_iterations"] = last.mean_iterations
         counts[f"{loop}_rate"] = last.rate
+        configurations[loop] = configuration(device, arch, loop, vocab, epochs)
     spec_s, batched_s = runs["spec"][0], runs["batched"][0]
     benchmark.extra_info.update(
         kind="phase1_time_to_95",
@@ -97,6 +124,7 @@ def test_phase1_time_to_95(benchmark, device, arch):
         batched_s=batched_s,
         speedup=spec_s / batched_s,
         counts=counts,
+        configurations=[configurations["batched"], configurations["spec"]],
     )
     print(
         f"\nphase 1 {arch} {device}: spec {spec_s:.2f}s vs batched {batched_s:.2f}s -> {spec_s / batched_s:.1f}x"

@@ -16,8 +16,10 @@ import statistics
 import pytest
 import torch
 
-from bench.cases import ARCHS, MODEL_SEED, THREADS, clock, device_name, token_ids
+from bench.cases import THREADS, clock, device_name, token_ids
 from newllm import SolverConfig, build_model, solve
+from newllm.matrix import ARCHITECTURES, model_config
+from newllm.matrix import regression as R
 from newllm.tools.perf import MatmulChain, step_flops, timed
 
 #: (device, dtype, tokens, iterations): CPU at the seeds' 512 tokens; CUDA also 64 samples x 512 tokens.
@@ -38,10 +40,10 @@ def no_early_stop(iterations: int) -> SolverConfig:
     return SolverConfig(max_iterations=iterations, warmup=iterations - 1, divergence_factor=None)
 
 
-@pytest.mark.parametrize("arch", list(ARCHS))
+@pytest.mark.parametrize("arch", list(ARCHITECTURES))
 @pytest.mark.parametrize(("device", "dtype", "tokens", "iterations"), SPEED_CASES, ids=SPEED_IDS)
 def test_throughput_vs_roofline(benchmark, arch, device, dtype, tokens, iterations):
-    model = build_model(ARCHS[arch], seed=MODEL_SEED).to(device, dtype).eval()
+    model = build_model(model_config(arch), seed=R.SEED).to(device, dtype).eval()
     ids = token_ids(tokens, model.config.vocab_size)
     cfg = no_early_stop(iterations)
     chain = MatmulChain(model.config, tokens, device=device, dtype=dtype)
@@ -101,9 +103,9 @@ def per_token_loop(model, ids: list[int], iterations: int) -> torch.Tensor:
     return torch.cat(out)
 
 
-@pytest.mark.parametrize("arch", list(ARCHS))
+@pytest.mark.parametrize("arch", list(ARCHITECTURES))
 def test_batched_vs_per_token_loop(benchmark, device, arch):
-    model = build_model(ARCHS[arch], seed=MODEL_SEED).to(device).eval()
+    model = build_model(model_config(arch), seed=R.SEED).to(device).eval()
     ids = token_ids(LOOP_TOKENS, model.config.vocab_size)
     cfg = no_early_stop(LOOP_ITERATIONS)
     clock_name, tick = clock(device)

@@ -47,10 +47,10 @@ gate="not run (no benchmark JSON)"
 if [ -s "$OUT/bench-cuda.json" ]; then
   if [ -f bench/baselines/cuda.json ]; then
     step "count gate vs bench/baselines/cuda.json" 60 \
-      bash -c "'$PY' ci/compare_iters.py '$OUT/bench-cuda.json' --baseline bench/baselines/cuda.json --quiet-times >'$OUT/gate.txt' 2>&1"
+      bash -c "'$PY' -m newllm.tools.gate '$OUT/bench-cuda.json' --baseline bench/baselines/cuda.json >'$OUT/gate.txt' 2>&1"
     gate=$(tail -n 40 "$OUT/gate.txt")
   else
-    "$PY" ci/compare_iters.py "$OUT/bench-cuda.json" --write-baseline bench/baselines/cuda.json \
+    "$PY" -m newllm.tools.gate "$OUT/bench-cuda.json" --write-baseline bench/baselines/cuda.json \
       --command "ci/gpu.sh on ${gpu:-$torch_gpu}"
     cp bench/baselines/cuda.json "$OUT/cuda.json"
     gate="no CUDA baseline existed: wrote bench/baselines/cuda.json from this run (copy in $OUT/cuda.json); commit it"

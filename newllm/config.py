@@ -14,7 +14,8 @@ from . import _fields as F
 from .metrics import METRICS
 from .solvers import SOLVERS
 
-ARCHS = ("sequential", "layerwise")
+#: Values of the ``arch`` shorthand (the named architectures of experiments: newllm.matrix.ARCHITECTURES).
+ARCH_VALUES = ("sequential", "layerwise")
 CONTEXT_MODES = ("reset", "carry")
 #: ``fresh``: new dropout masks at every evaluation (the seeds). ``fixed``: one mask per token per solve.
 DROPOUT_MODES = ("fresh", "fixed")
@@ -47,7 +48,7 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         if self.arch is not None:
-            F.check_choice("arch", self.arch, ARCHS)
+            F.check_choice("arch", self.arch, ARCH_VALUES)
         if self.num_layers is not None:
             F.check_int("num_layers", self.num_layers, 1, 64)
         if self.structure is not None:

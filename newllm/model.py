@@ -12,7 +12,8 @@ Phase 1 training all call it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as Fn
@@ -51,6 +52,11 @@ class CVFPModel(nn.Module):
     def context_dim(self) -> int:
         return self.config.context_dim
 
+    @property
+    def vocab_size(self) -> int:
+        """Token ids are validated against it (:mod:`newllm.protocol`)."""
+        return self.config.vocab_size
+
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
         """Weights ~ N(0, init_std²), biases 0, LayerNorm gain 1 / bias 0."""
         std = self.config.init_std
@@ -58,7 +64,7 @@ class CVFPModel(nn.Module):
             for m in self.modules():
                 if isinstance(m, nn.Linear | nn.Embedding):
                     m.weight.normal_(0.0, std, generator=generator)
-                    if getattr(m, "bias", None) is not None:
+                    if isinstance(m, nn.Linear) and m.bias is not None:
                         m.bias.zero_()
                 elif isinstance(m, nn.LayerNorm):
                     m.weight.fill_(1.0)
@@ -86,7 +92,7 @@ class CVFPModel(nn.Module):
         w = self.token_embedding.weight
         p = self.config.dropout
         out = []
-        for block in self.blocks:
+        for block in cast("Iterable[Block]", self.blocks):
             for layer in block.layers:
                 size = (*shape, layer.out_features)
                 if p == 0.0:
@@ -118,7 +124,7 @@ class CVFPModel(nn.Module):
         if masks is not None and len(masks) != self.config.total_layers:
             raise ValueError(f"masks must hold one tensor per layer ({self.config.total_layers}), got {len(masks)}")
         site = 0
-        for block in self.blocks:
+        for block in cast("Iterable[Block]", self.blocks):
             h = torch.cat([e, c], dim=-1)
             for layer in block.layers:
                 # in place on the Linear output (autograd keeps Linear's inputs, not its output)

@@ -7,15 +7,15 @@ from collections.abc import Sequence
 
 import torch
 
+from . import protocol
 from .config import SolverConfig
-from .model import CVFPModel
+from .protocol import ContextModel
 from .result import FixedPointResult
 from .solvers import iterate
-from .tokens import as_token_tensor
 
 
 def solve(
-    model: CVFPModel,
+    model: ContextModel,
     token_ids: torch.Tensor | Sequence[int],
     config: SolverConfig | None = None,
     *,
@@ -31,17 +31,22 @@ def solve(
     the leading axes are batched). Runs under ``no_grad`` in eval mode, or in train mode when
     ``config.train_mode``: dropout masks from ``generator``, fresh at every iteration or, with
     ``config.dropout_mode="fixed"``, one per token for the whole solve (drawn before the first
-    iteration). The model's mode is restored afterwards.
+    iteration; needs a model with ``dropout_masks``, as :class:`~newllm.model.CVFPModel`). The
+    model's mode is restored afterwards. ``model``: any model satisfying :mod:`newllm.protocol`
+    (ValueError naming what it lacks otherwise).
 
     ``certify=True`` adds a posteriori error bounds (:func:`newllm.certify.certify`):
     ``result.error_bound [*S]`` and ``result.error_bound_kind [*S]``. It needs a deterministic map:
     eval mode, or train mode with fixed masks.
     """
     config = SolverConfig() if config is None else config
+    protocol.require(model)
     fixed = config.train_mode and config.dropout_mode == "fixed"
     if certify and config.train_mode and not fixed:
         raise ValueError("certify=True needs a deterministic map: eval mode or dropout_mode='fixed'")
-    ids = as_token_tensor(token_ids, model.config.vocab_size)
+    if fixed and not callable(getattr(model, "dropout_masks", None)):
+        raise ValueError(f"dropout_mode='fixed' needs a model with dropout_masks(); {type(model).__name__} has none")
+    ids = protocol.token_tensor(model, token_ids)
     was_training = model.training
     model.train(config.train_mode)
     try:
@@ -68,21 +73,21 @@ def solve(
         model.train(was_training)
 
 
-def _broadcast_init(init: torch.Tensor, shape: tuple[int, ...], model: CVFPModel) -> torch.Tensor:
-    w = model.token_embedding.weight
-    c = model.config.context_dim
+def _broadcast_init(init: torch.Tensor, shape: tuple[int, ...], model: ContextModel) -> torch.Tensor:
+    like = model.initial_context(shape)
+    c = like.shape[-1]
     if init.shape[-1:] != (c,):
         raise ValueError(f"init must end in the context dim {c}, got shape {tuple(init.shape)}")
     if not bool(torch.isfinite(init).all()):
         raise ValueError("init holds NaN or inf values: a start context must be finite")
     try:
-        return init.to(device=w.device, dtype=w.dtype).expand(*shape, c).clone()
+        return init.to(device=like.device, dtype=like.dtype).expand(*shape, c).clone()
     except RuntimeError:
         raise ValueError(f"init of shape {tuple(init.shape)} does not broadcast to {(*shape, c)}") from None
 
 
 def _solve_rows(
-    model: CVFPModel,
+    model: ContextModel,
     emb: torch.Tensor,
     c0: torch.Tensor,
     config: SolverConfig,
@@ -90,18 +95,20 @@ def _solve_rows(
     masks: list[torch.Tensor] | None = None,
 ) -> FixedPointResult:
     """Rows ``emb [N, E]`` from ``c0 [N, C]``; ``masks`` (each ``[N, H]``): fixed dropout masks."""
+    step = protocol.step_fn(model, generator)
 
     def fn(z: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
-        if rows is None:
-            return model.step(emb, z, generator=generator, masks=masks)
-        held = None if masks is None else [m[rows] for m in masks]
-        return model.step(emb[rows], z, generator=generator, masks=held)
+        e = emb if rows is None else emb[rows]
+        if masks is None:
+            return step(e, z)
+        held = masks if rows is None else [m[rows] for m in masks]
+        return model.step(e, z, masks=held)  # type: ignore[call-arg]
 
     return iterate(fn, c0, config)
 
 
 def _solve_carry(
-    model: CVFPModel,
+    model: ContextModel,
     emb: torch.Tensor,
     c0: torch.Tensor,
     config: SolverConfig,

@@ -21,11 +21,12 @@ def spread_token_ids(n: int, vocab_size: int) -> list[int]:
     return [(i + 1) * stride for i in range(n)]
 
 
-def as_token_tensor(token_ids: torch.Tensor | Sequence[int] | int, vocab_size: int) -> torch.Tensor:
+def as_token_tensor(token_ids: torch.Tensor | Sequence[int] | int, vocab_size: int | None) -> torch.Tensor:
     """Validate ids and return an int64 tensor.
 
     Raises ``ValueError`` for an empty input, a non-integer dtype or value, or an id outside
-    ``[0, vocab_size)``, naming the first offending value and its position.
+    ``[0, vocab_size)`` (``[0, inf)`` when ``vocab_size`` is None), naming the first offending value
+    and its position.
     """
     if isinstance(token_ids, torch.Tensor):
         t = token_ids
@@ -40,10 +41,9 @@ def as_token_tensor(token_ids: torch.Tensor | Sequence[int] | int, vocab_size: i
     if t.numel() == 0:
         raise ValueError("token ids are empty: give at least one token")
     t = t.long()
-    bad = (t < 0) | (t >= vocab_size)
+    bad = (t < 0) if vocab_size is None else (t < 0) | (t >= vocab_size)
     if bool(bad.any()):
         idx = int(bad.flatten().nonzero()[0])
-        raise ValueError(
-            f"token id {int(t.flatten()[idx])} at position {idx} is out of range: expected 0 <= id < {vocab_size}"
-        )
+        bound = "0 <= id" if vocab_size is None else f"0 <= id < {vocab_size}"
+        raise ValueError(f"token id {int(t.flatten()[idx])} at position {idx} is out of range: expected {bound}")
     return t

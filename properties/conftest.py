@@ -1,4 +1,4 @@
-"""Fixtures of the property suite: one directory for models trained once per run and code version."""
+"""Fixtures of the property suite: the matrix cache of trained models (one per code version)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,13 @@ from pathlib import Path
 
 import pytest
 
+from newllm.matrix.cache import default_root
+
 
 @pytest.fixture(scope="session")
-def train_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Shared by every xdist worker of a run: the parent of the per-worker base temp directories."""
-    return tmp_path_factory.getbasetemp().parent / "newllm-properties"
+def model_cache() -> Path:
+    """The shared matrix cache (``$NEWLLM_CACHE_DIR`` or ``~/.cache/newllm/models``): trained models are
+    trained once per code version, by one xdist worker while the others wait on its file lock."""
+    root = default_root()
+    root.mkdir(parents=True, exist_ok=True)
+    return root

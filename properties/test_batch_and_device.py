@@ -1,6 +1,10 @@
 """Family 7: a token's result does not depend on the other tokens in its batch or their order, and
 CPU/CUDA and float32/float64 agree within stated bounds.
 
+The measurements and comparisons are ``newllm.testing``'s (one implementation): one-step gaps by
+``batch_step_gap``, solves by ``solve_mismatches``, float32 vs float64 and CPU vs CUDA by the
+``dtype_parity`` / ``device_parity`` checks themselves; the strategies here draw what they run on.
+
 Batch composition changes only float rounding (different kernel blockings), which iteration
 amplifies: for init_std 1.0 maps (Lipschitz >> 1) rounding grows to O(1) within 30 iterations, so
 those are compared on one application of the update only; whole solves use init_std <= 0.3.
@@ -8,15 +12,13 @@ Bounds (measured worst cases over 100-200 random tiny models in brackets):
 
 * one update, batch vs sub-batch: float64 1e-11 [3e-13], float32 2e-3 [2e-4, init_std 1.0];
 * solves, batch vs permuted vs sub-batch, float64: contexts 1e-9 [2e-13]; iteration counts equal
-  unless the residuals straddle the threshold within 1e-9 (``properties.compare``);
-* float32 vs float64 (init_std <= 0.3): one update 1e-5 [1.6e-6]; solves: contexts 1e-3 [2.6e-5],
-  residual straddle allowance 1e-4 in l2 units scaled to the metric;
-* CPU vs CUDA, float32: the same bounds as float32 vs float64.
+  unless both residuals lie within 1e-6 (relative) of the threshold (``newllm.testing.compare``);
+* float32 vs float64 (init_std <= 0.3): the ``dtype_parity`` check's bounds (newllm/testing/parity.py):
+  one update 1e-5 [1.6e-6]; solves: contexts 1e-3 [2.6e-5], residuals within 1e-2 of the threshold;
+* CPU vs CUDA, float32: the ``device_parity`` check, the same bounds.
 """
 
 from __future__ import annotations
-
-import math
 
 import pytest
 import torch
@@ -24,8 +26,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from newllm import SolverConfig, iterate, solve
+from newllm import testing as T
+from newllm.testing.parity import BATCH_BAND, BATCH_CONTEXT_BOUND
 from properties import strategies as S
-from properties.compare import solve_mismatches, take
 
 TAME = st.sampled_from([0.0, 0.1])  # dropout values: irrelevant in eval mode, drawn for variety
 
@@ -38,14 +41,6 @@ def _traced(cfg: SolverConfig) -> SolverConfig:
     return SolverConfig(**{**cfg.to_dict(), "record_trace": True, "context_mode": "reset"})
 
 
-def _res_allowance(metric: str, d: int, dl2: float) -> float:
-    """A rounding allowance ``dl2`` on the l2 residual, expressed in ``metric``, for LayerNorm'd
-    contexts (``||c|| ~ sqrt(D)``, so ``l2 <= 2 sqrt(D)``): rms ``dl2/sqrt(D)``; mse ``2 l2 dl2 / D <=
-    4 dl2/sqrt(D)``; rel ``dl2/||new|| + l2 dl2/||new||^2 ~ 3 dl2/sqrt(D)``."""
-    factor = {"l2": math.sqrt(d), "rms": 1.0, "mse": 4.0, "rel": 3.0}[metric]
-    return factor * dl2 / math.sqrt(d)
-
-
 @given(case=S.model_cases(min_tokens=2, max_tokens=12), dtype=S.float_dtypes, seed=S.seeds, data=st.data())
 def test_one_update_does_not_depend_on_the_batch(case, dtype, seed, data):
     model = case.build(dtype=dtype)
@@ -53,15 +48,9 @@ def test_one_update_does_not_depend_on_the_batch(case, dtype, seed, data):
     c = torch.randn(n, model.config.context_dim, generator=S.generator(seed), dtype=dtype)
     perm = torch.tensor(data.draw(st.permutations(range(n))))
     keep = torch.tensor(sorted(set(data.draw(st.lists(st.integers(0, n - 1), min_size=1, max_size=n)))))
-    atol = 1e-11 if dtype == torch.float64 else 2e-3
-    with torch.no_grad():
-        full = model(case.ids, c)
-        torch.testing.assert_close(model(case.ids[perm], c[perm]), full[perm], rtol=0, atol=atol)
-        torch.testing.assert_close(model(case.ids[keep], c[keep]), full[keep], rtol=0, atol=atol)
-        i = int(keep[0])
-        torch.testing.assert_close(
-            model(case.ids[i : i + 1], c[i : i + 1]), full[i : i + 1], rtol=0, atol=atol
-        )
+    bound = 1e-11 if dtype == torch.float64 else 2e-3
+    gap = T.batch_step_gap(model, case.ids, [c], [perm, keep, keep[:1]])
+    assert float(gap.max()) <= bound, f"one step in a sub-batch differs by {float(gap.max()):.3g} > {bound:.0e}: {gap}"
 
 
 @given(
@@ -92,8 +81,8 @@ def test_a_tokens_solve_does_not_depend_on_its_batch(case, cfg, seed, data):
     keep = torch.tensor(sorted(set(data.draw(st.lists(st.integers(0, n - 1), min_size=1, max_size=n)))))
     for label, idx in (("permuted", perm), ("sub-batch", keep)):
         other = solve(model, case.ids[idx], cfg, init=init[idx])
-        bad = solve_mismatches(
-            take(full, idx), other, ctx_atol=1e-9, res_atol=1e-9, labels=("whole batch", label)
+        bad = T.solve_mismatches(
+            T.take(full, idx), other, case.ids[idx], ctx_bound=BATCH_CONTEXT_BOUND, band=BATCH_BAND, labels_ab=("whole batch", label),
         )
         assert not bad, "\n".join(bad)
 
@@ -152,33 +141,18 @@ def test_rows_of_a_batch_are_solved_independently(rates, d, seed, metric, tol, w
         assert torch.equal(alone.context[0], full.context[i])
 
 
-def _dtype_or_device_pair(case, cfg, a_kw, b_kw, labels):
-    ma, mb = case.build(**a_kw), case.build(**b_kw)
-    d = case.config.context_dim
-    c = torch.randn(case.ids.numel(), d, generator=S.generator(case.seed), dtype=torch.float64)
-    with torch.no_grad():
-        fa = ma(case.ids, c.to(**_kw(a_kw)))
-        fb = mb(case.ids, c.to(**_kw(b_kw)))
-    gap = float((fa.double().cpu() - fb.double().cpu()).abs().max())
-    assert gap <= 1e-5, f"one update: {labels[0]} vs {labels[1]} differ by {gap:.3g} > 1e-5"
-    cfg = _traced(cfg)
-    ra, rb = solve(ma, case.ids, cfg), solve(mb, case.ids, cfg)
-    bad = solve_mismatches(ra, rb, ctx_atol=1e-3, res_atol=_res_allowance(cfg.metric, d, 1e-4), labels=labels)
-    assert not bad, "\n".join(bad)
-
-
-def _kw(build_kw):
-    return {"device": build_kw.get("device", "cpu"), "dtype": build_kw.get("dtype", torch.float32)}
+def _check(case, cfg, name: str) -> None:
+    """Run the ``newllm.testing`` check ``name`` on the drawn model, tokens and solver settings."""
+    result = T.run_check(name, T.Probe.of(case.build(), token_ids=case.ids, solver=cfg, seed=case.seed))
+    assert result.status == "passed", result.detail
 
 
 @given(case=_tame_cases(max_tokens=12), cfg=S.solver_configs(max_iterations=30))
 def test_float32_agrees_with_float64(case, cfg):
-    _dtype_or_device_pair(
-        case, cfg, {"dtype": torch.float32}, {"dtype": torch.float64}, ("float32", "float64")
-    )
+    _check(case, cfg, "dtype_parity")
 
 
 @pytest.mark.cuda
 @given(case=_tame_cases(max_tokens=12), cfg=S.solver_configs(max_iterations=30))
 def test_cuda_agrees_with_cpu(case, cfg):
-    _dtype_or_device_pair(case, cfg, {"device": "cpu"}, {"device": "cuda"}, ("cpu", "cuda"))
+    _check(case, cfg, "device_parity")

@@ -3,8 +3,8 @@
 A model whose contexts collapse converges trivially: with every LayerNorm gain at zero each token's
 context is ``clamp(bias)`` after one step; with a tiny gain the contexts are distinct but tiny (an
 absolute residual is tiny too); a map that ignores the token sends every token along the same path.
-The diagnostics (``newllm.diagnostics``: RMS, effective rank, pairwise cosine) must flag each, and
-must not flag well-spread contexts. Identical rows computed in one float32 batch may differ by rounding:
+The ``collapse`` check of ``newllm.testing`` (the diagnostics of ``newllm.diagnostics``: RMS,
+effective rank, pairwise cosine) must fail each, and must pass well-spread contexts. Identical rows computed in one float32 batch may differ by rounding:
 they count as identical at cosine > 1 - 1e-6 and effective rank < 1 + 1e-3.
 """
 
@@ -23,6 +23,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from newllm import ModelConfig, SolverConfig, build_model, diagnostics, solve
+from newllm import testing as T
 from newllm.phase1 import Phase1Config, train_phase1
 from newllm.runs.checkpoint import save_checkpoint
 from properties import strategies as S
@@ -67,9 +68,10 @@ def test_collapsed_models_are_flagged_by_the_diagnostics(case, kind, cfg, bias_s
     if bias_seed is not None:
         bias = torch.randn(model.config.context_dim, generator=S.generator(bias_seed))
     collapse(model, kind, bias)
-    res = solve(model, case.ids, cfg)
-    report = diagnostics.collapse_report(res.context, case.ids)
-    assert diagnostics.is_collapsed(report), (kind, report)
+    probe = T.Probe.of(model, token_ids=case.ids, solver=cfg)
+    result = T.run_check("collapse", probe)
+    assert result.status == "failed" and result.detail.startswith("collapsed: "), (kind, result)
+    res, report = probe.solved, result.numbers
     if kind == "gain_zero":  # every context is clamp(bias) from the first step: it converges trivially
         assert bool(res.converged.all()), res.status
         assert bool((res.iterations <= max(2, cfg.warmup + 1)).all()), res.iterations
@@ -91,12 +93,13 @@ def test_the_diagnostics_flag_exactly_the_collapsed_contexts(x, scale):
     """Well-spread contexts (RMS >= 0.1, pairwise cosine <= 0.99) are not flagged; the same contexts
     shrunk below RMS 1e-3, or with every row equal to the first, are."""
     c = torch.from_numpy(x)
+    ids = torch.arange(c.shape[0])
     report = diagnostics.collapse_report(c)
     assume(report["context_rms_min"] >= 0.1 and report["max_cosine"] <= 0.99)
-    assert not diagnostics.is_collapsed(report), report
-    assert diagnostics.is_collapsed(diagnostics.collapse_report(c * scale))
-    same = diagnostics.collapse_report(c[:1].expand_as(c))
-    assert diagnostics.is_collapsed(same) and same["effective_rank"] == pytest.approx(1.0)
+    assert T.judge_collapse(c, ids).status == "passed", report
+    assert T.judge_collapse(c * scale, ids).status == "failed"
+    same = T.judge_collapse(c[:1].expand_as(c), ids)
+    assert same.status == "failed" and same.numbers["effective_rank"] == pytest.approx(1.0)
 
 
 @given(

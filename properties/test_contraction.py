@@ -29,13 +29,13 @@ RATE_TOLERANCE = 0.1
 
 
 @pytest.fixture(scope="session")
-def contractive(train_cache):
-    return CM.load("contractive", train_cache)
+def contractive(model_cache):
+    return CM.load("contractive", model_cache)
 
 
 @pytest.fixture(scope="session")
-def seeds_trained(train_cache):
-    return CM.load("seeds", train_cache)
+def seeds_trained(model_cache):
+    return CM.load("seeds", model_cache)
 
 
 def test_every_trained_token_is_contractive_at_its_fixed_point(contractive):

@@ -1,7 +1,7 @@
 """Family 2: one update. The forward pass, the solver's iterations and Phase 1's training forward
 produce bitwise-identical contexts on one device, for any structure (Sequential, Layer-wise, mixed),
 dims, seed and token ids: in eval mode, and in train mode when dropout masks come from generators in
-the same state. The forward pass itself is the documented formula (README "The model").
+the same state. The forward pass itself is the documented formula (docs/model.md "The update").
 
 Each reference replays the same batches as the path under test (the same rows together, in the
 same order), so the kernels see the same shapes and bitwise equality is a fair demand.
@@ -127,7 +127,7 @@ def test_phase1_training_forward_is_the_forward_pass(case, loop, batch_samples, 
 
 
 def _documented_step(model, e, c):
-    """README: per block ``h = FNN([e ; c])`` (Linear+ReLU), ``c' = LayerNorm(sigmoid(W_f h) * c +
+    """docs/model.md: per block ``h = FNN([e ; c])`` (Linear+ReLU), ``c' = LayerNorm(sigmoid(W_f h) * c +
     sigmoid(W_i h) * tanh(W_d h))``, then the optional clamp; written here from scratch (eval mode)."""
     cdim = model.config.context_dim
     for block in model.blocks:

@@ -58,7 +58,7 @@ def _pickle_with_good_checksum(d):
     f = next(d.glob("model-*.safetensors"))
     torch.save({"x": torch.zeros(2)}, f)  # a pickle where safetensors is expected
     m = json.loads((d / "checkpoint.json").read_text())
-    m["files"]["model"]["sha256"] = hashlib.sha256(f.read_bytes()).hexdigest()
+    m["files"]["model"].update(sha256=hashlib.sha256(f.read_bytes()).hexdigest(), bytes=f.stat().st_size)
     (d / "checkpoint.json").write_text(json.dumps(m))
 
 

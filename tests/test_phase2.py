@@ -298,7 +298,7 @@ def test_load_phase2_refuses_a_phase1_checkpoint(tmp_path):
     from newllm.phase1 import Phase1Config, train_phase1
 
     train_phase1(tiny_model(), [[1, 2, 3]], Phase1Config(epochs=1), out_dir=tmp_path / "p1", progress=False)
-    with pytest.raises(CheckpointError, match="has no 'head' file"):
+    with pytest.raises(CheckpointError, match="is a phase1 run directory, not a Phase 2 one"):
         load_phase2(tmp_path / "p1")
 
 

@@ -104,15 +104,17 @@ def test_phase2_carry_rebuilds_the_cache(run_dir, tmp_path, capsys):
         torch.testing.assert_close(ctx, newllm.solve(model, ids, solver).context)
     state = json.loads((out / "checkpoint.json").read_text())["state"]
     assert state["context_mode"] == "carry" and state["phase1_tag"] == reset.checkpoint
-    # a carry cache already in --out, from the same weights and solver, is reused instead of rebuilt
+    assert json.loads((out / "checkpoint.json").read_text())["files"]["cache"]["name"] == "cache.safetensors"
+    # --resume reuses the carry cache the run lists (verified) instead of rebuilding it
+    argv = ["phase2", "--checkpoint", run_dir, "--cache-mode", "carry", "--quiet", "--json"]
+    code, stdout, _ = run_cli(capsys, *argv, "--epochs", "2", "--out", out, "--resume")
+    done = json.loads(stdout.splitlines()[-1])
+    assert code == 0 and done["cache_seconds"] is None and done["cache_mode"] == "carry" and done["epochs"] == 2
+    # a cache file that no manifest lists is never trusted: a fresh run rebuilds (and lists) its own
     again = tmp_path / "again"
     again.mkdir()
     shutil.copy(out / "cache.safetensors", again / "cache.safetensors")
-    argv = ["phase2", "--checkpoint", run_dir, "--cache-mode", "carry", "--epochs", "1", "--quiet", "--json"]
-    code, stdout, _ = run_cli(capsys, *argv, "--out", again)
-    done = json.loads(stdout.splitlines()[-1])
-    assert code == 0 and done["cache_seconds"] is None and done["cache_mode"] == "carry"
-    code, stdout, _ = run_cli(capsys, *argv, "--out", tmp_path / "fresh")
+    code, stdout, _ = run_cli(capsys, *argv, "--epochs", "1", "--out", again)
     assert code == 0 and json.loads(stdout.splitlines()[-1])["cache_seconds"] > 0
 
 

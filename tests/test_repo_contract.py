@@ -20,9 +20,14 @@ def test_quick_start_has_exactly_two_commands():
 
 
 def test_ci_runs_the_readme_test_command_verbatim():
-    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    """.ci/run runs the README's line with its own venv (``"$VENV"`` for ``.venv``), never deleting ``.venv``."""
+    text = (ROOT / ".ci" / "run").read_text()
+    ci = [re.sub(r'"\$VENV([^"]*)"', r".venv\1", line) for line in text.splitlines()]
     cmd = quick_start_commands()[1]
     assert any(line == cmd or line.startswith(cmd + " || rc=$?") for line in ci)
+    assert "VENV=.venv-ci" in text and not any(
+        line.strip().startswith("rm") and ".venv " in line + " " for line in text.splitlines()
+    ), ".ci/run must not delete a developer's .venv"
 
 
 def test_torch_is_pinned_through_the_constraints_file():

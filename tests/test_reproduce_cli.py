@@ -25,10 +25,11 @@ def strip_timing(report: dict) -> dict:
 
 
 def test_quick_end_to_end_then_resume(tmp_path, capsys):
-    out = tmp_path / "r"
+    out, models = tmp_path / "r", tmp_path / "models"
     code, stdout, _ = run_cli(
-        capsys, "reproduce", "--quick", "--tiny", "--out", str(out), "--quiet", "--json"
-    )
+        capsys, "reproduce", "--quick", "--tiny", "--out", str(out), "--quiet", "--json",
+        "--model-cache", str(models),
+    )  # fmt: skip
     assert code == 0
     summary = json.loads(stdout)
     assert summary["report"] == str(out / "report.md") and summary["quick"] and summary["seeds"] == [0]
@@ -59,19 +60,26 @@ def test_quick_end_to_end_then_resume(tmp_path, capsys):
 
     # resume reuses every task and reproduces the report exactly
     code, stdout, _ = run_cli(
-        capsys, "reproduce", "--quick", "--tiny", "--out", str(out), "--quiet", "--resume"
-    )
+        capsys, "reproduce", "--quick", "--tiny", "--out", str(out), "--quiet", "--resume",
+        "--model-cache", str(models),
+    )  # fmt: skip
     assert code == 0 and f"report: {out / 'report.md'}" in stdout
     again = json.loads((out / "report.json").read_text())
     assert again["timing"]["reused_tasks"] == summary["tasks"]
     assert strip_timing(again) == strip_timing(first)
 
-    # a task recomputed from scratch gives the stored numbers (determinism for a given seed)
+    # a task recomputed from scratch (trained here, no cache) or from the cached trained model gives
+    # the stored numbers (determinism for a given seed; the cache stores the trained weights exactly)
+    trained = [t for t in plan.tasks() if t.experiment != "untrained"]
+    assert len(list(models.rglob("checkpoint.json"))) == len(trained)
     for task in plan.tasks()[:2] + plan.tasks()[-1:]:
         stored = load_finished(out, task)
-        fresh = json.loads(dumps(run_task(task, plan)))  # stored form: NaN -> null
-        for key in ("judges", "fixed_point", "epochs", "threshold_curve"):
-            assert fresh.get(key) == stored.get(key), (task.name, key)
+        for cache in (None, models) if task.experiment != "untrained" else (None,):
+            fresh = json.loads(dumps(run_task(task, plan, cache)))  # stored form: NaN -> null
+            for key in ("judges", "fixed_point", "epochs", "threshold_curve"):
+                assert fresh.get(key) == stored.get(key), (task.name, key, cache)
+            if task.experiment != "untrained":
+                assert fresh["timing"]["model_cached"] is (cache is not None)
 
     # a changed condition invalidates the stored task
     other = quick_plan(model={**TINY, "init_std": 0.03})

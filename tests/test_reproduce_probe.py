@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from newllm import SolverConfig, solve
+from newllm.matrix.compact import compact_model, remap
 from newllm.phase1 import Phase1Config, train_phase1
-from newllm.reproduce.compact import compact_model, remap
 from newllm.reproduce.contraction import gate_means, jacobians, spectrum
 from newllm.reproduce.probe import Probe, decide, judged, probe, rate_vs_threshold
 from newllm.stop import Status

@@ -44,7 +44,9 @@ def test_cpu_job_runs_ci_run_and_uploads_its_benchmark_json():
     job = job_running(data, ".ci/run")
     ci = (ROOT / ".ci" / "run").read_text()
     written = re.search(r"--benchmark-json (\S+)", ci).group(1)
-    assert "pytest bench -n 0" in ci and "ci/compare_iters.py" in ci
+    assert "pytest bench -n 0" in ci
+    gate = f"python -m newllm.tools.gate {written} --baseline bench/baselines/cpu.json"
+    assert gate in ci.splitlines(), "the CPU job gates the benchmark JSON it uploads with the one gate"
     assert written in uploads(job)
     assert job["timeout-minutes"] <= 90
 
@@ -58,9 +60,9 @@ def test_gpu_job_runs_gpu_sh_on_a_self_hosted_gpu_runner_and_uploads_its_output(
     assert out.rstrip("/") + "/" in uploads(job)
     gpu = (ROOT / "ci" / "gpu.sh").read_text()
     assert '--benchmark-json "$OUT/bench-cuda.json"' in gpu
-    assert "ci/compare_iters.py" in gpu and "bench/baselines/cuda.json" in gpu
+    assert "-m newllm.tools.gate '$OUT/bench-cuda.json' --baseline bench/baselines/cuda.json" in gpu
 
 
 def test_scripts_exist_and_are_executable():
-    for script in (ROOT / ".ci" / "run", ROOT / "ci" / "gpu.sh", ROOT / "ci" / "compare_iters.py"):
+    for script in (ROOT / ".ci" / "run", ROOT / "ci" / "gpu.sh", ROOT / "ci" / "regenerate-baselines"):
         assert script.is_file() and os.access(script, os.X_OK), script

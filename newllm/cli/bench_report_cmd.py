@@ -18,7 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--plot", help="write a PNG: iterations vs token count per architecture, throughput vs roofline"
     )
-    p.add_argument("--title", default="Benchmark report", help="report heading")
+    p.add_argument("--title", default="Benchmark report", help="report heading (default: %(default)s)")
 
 
 def run(args: argparse.Namespace) -> int:

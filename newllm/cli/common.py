@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from typing import Any
 
-from ..config import ModelConfig
+from ..config import ARCH_VALUES, ModelConfig
 from ..runs.jsonio import dumps
 from ..tokens import spread_token_ids
 
@@ -37,7 +38,7 @@ class _Deprecated(argparse.Action):
         setattr(namespace, self.dest, True if self.nargs == 0 else values)
 
 
-def deprecated_alias(p: argparse.ArgumentParser, old: str, new: str, *, flag: bool = False, **kw: Any) -> None:
+def deprecated_alias(p: argparse._ActionsContainer, old: str, new: str, *, flag: bool = False, **kw: Any) -> None:
     """Accept ``old`` as a hidden, warning alias of the option ``new`` (same dest, same type)."""
     dest = new.lstrip("-").replace("-", "_")
     p.add_argument(old, dest=dest, action=_Deprecated, new=new, nargs=0 if flag else None, **kw)
@@ -45,7 +46,7 @@ def deprecated_alias(p: argparse.ArgumentParser, old: str, new: str, *, flag: bo
 
 def add_model_arguments(p: argparse.ArgumentParser, *, required: bool = False) -> None:
     g = p.add_argument_group("model")
-    g.add_argument("--arch", choices=("sequential", "layerwise"), help="architecture (default layerwise)")
+    g.add_argument("--arch", choices=ARCH_VALUES, help="architecture (default layerwise)")
     g.add_argument("--structure", type=int_list, help="layers per block, e.g. 2,2 (generalises --arch)")
     g.add_argument("--layers", type=int, help="number of layers (default 2)")
     g.add_argument("--dim", type=int, help="embed/context/hidden dim (default 256)")
@@ -128,3 +129,18 @@ def model_from_checkpoint(args: argparse.Namespace):
             f"{', '.join(given)} cannot be combined with --checkpoint: the model config comes from it"
         )
     return load_model(args.checkpoint)
+
+
+def note(message: str) -> None:
+    """A one-line notice on stderr (resuming, starting fresh); shown with --quiet too, never on stdout."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def interrupted(exc: BaseException, args: argparse.Namespace, launcher: str = "newllm") -> int:
+    """After Ctrl-C in a run: one ``error:`` line naming the saved epoch and the exact command that
+    continues the run (the same arguments plus ``--resume``); exit code 130."""
+    argv = [str(a) for a in getattr(args, "_argv", sys.argv[1:])]
+    if "--resume" not in argv:
+        argv.append("--resume")
+    print(f"error: {exc}; continue with: {launcher} {shlex.join(argv)}", file=sys.stderr, flush=True)
+    return 130

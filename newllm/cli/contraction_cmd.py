@@ -29,13 +29,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     common.deprecated_alias(g, "--tolerance", "--threshold", type=float)
     g.add_argument(
-        "--refine-iterations", type=int, default=2000, help="Anderson iterations to the fixed point"
+        "--refine-iterations",
+        type=int,
+        default=2000,
+        help="Anderson iterations to the fixed point at most (default %(default)s)",
     )
     g.add_argument(
         "--spectral",
         choices=SPECTRAL,
         default="auto",
-        help="exact: full Jacobian; iterative: Lanczos + Arnoldi; auto: exact up to dim 512",
+        help="exact: full Jacobian; iterative: Lanczos + Arnoldi; auto: exact up to dim 512 (default %(default)s)",
     )
     g.add_argument("--pairs", type=int, default=8, help="sampled pairs per radius (default 8)")
     g.add_argument(

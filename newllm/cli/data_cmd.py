@@ -36,7 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         q.add_argument(
             "--source",
             default="ultrachat",
-            help="ultrachat (local), a .jsonl/.txt path or dir, or a hub name",
+            help="ultrachat (local), a .jsonl/.txt path or dir, or a hub name (default %(default)s)",
         )
         q.add_argument("--split", default="train_sft", help="default train_sft")
         q.add_argument(

@@ -6,8 +6,8 @@ import argparse
 
 import torch
 
-from ..config import SolverConfig
 from ..phase2 import generate_ids, load_phase2
+from ..phase2.trainer import phase2_solver
 from . import common
 
 NAME = "generate"
@@ -22,7 +22,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="wrap the prompt as a ChatML user turn plus '<|im_start|>assistant\\n'; stop at <|im_end|>",
     )
-    p.add_argument("--max-new-tokens", type=int, default=50, help="default 50")
+    p.add_argument(
+        "--max-new-tokens", type=int, default=50, help="tokens to generate at most (default %(default)s)"
+    )
     p.add_argument("--temperature", type=float, default=1.0, help="softmax temperature (default 1)")
     p.add_argument("--greedy", action="store_true", help="always take the most probable token")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampling generator (default 0)")
@@ -51,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     ids = prompt_ids(tok, args.prompt, args.chat)
     if not ids:
         raise ValueError("--prompt encodes to no tokens")
-    solver = SolverConfig.from_dict({**state.get("solver", {}), "context_mode": state["context_mode"]})
+    solver = phase2_solver(state)
     new = generate_ids(
         model,
         head,

@@ -15,6 +15,7 @@ from . import (
     reproduce_cmd,
     solve_cmd,
     train_cmd,
+    verify_cmd,
 )
 
 #: Subcommand modules; each has ``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``.
@@ -27,6 +28,7 @@ COMMANDS = [
     phase2_cmd,
     generate_cmd,
     bench_report_cmd,
+    verify_cmd,
 ]
 
 
@@ -53,6 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        args._argv = list(sys.argv[1:] if argv is None else argv)  # for the `--resume` line after Ctrl-C
         if getattr(args, "_run", None) is None:
             parser.print_help(sys.stderr)
             return 2

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from ..config import SolverConfig
-from ..phase1.cache import CACHE_FILE, Phase1Cache, build_cache, load_cache, save_cache
+from ..phase1.cache import Phase1Cache, build_cache, read_cache
 from ..phase2 import Phase2Config, train_phase2
-from ..runs.checkpoint import MANIFEST, load_checkpoint
+from ..runs.checkpoint import CheckpointError, load_checkpoint
+from ..runs.rundir import RunDir, RunInterrupted
 from . import common
 
 NAME = "phase2"
@@ -24,7 +24,9 @@ HELP = (
 def add_arguments(p: argparse.ArgumentParser) -> None:
     d = Phase2Config()
     p.add_argument(
-        "--checkpoint", required=True, help="Phase 1 run directory (checkpoint.json + cache.safetensors)"
+        "--checkpoint",
+        required=True,
+        help="Phase 1 run directory (its manifest lists cache.safetensors; every file is verified)",
     )
     p.add_argument(
         "--cache-mode",
@@ -33,7 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="contexts: reset = the run's cache (every token from zeros, the seeds); carry = rebuilt so that "
         "token t starts from t-1's fixed point (default reset)",
     )
-    p.add_argument("--epochs", type=int, default=d.epochs, help=f"default {d.epochs}")
+    p.add_argument("--epochs", type=int, default=d.epochs, help="epochs (default %(default)s)")
     p.add_argument(
         "--lr", type=float, default=d.learning_rate, help=f"Adam learning rate (default {d.learning_rate:g})"
     )
@@ -69,7 +71,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="start the head's bias at 0 (default: the log of the training split's unigram)",
     )
     p.add_argument("--out", help="Phase 2 run directory (default CHECKPOINT/phase2-MODE[-tied][-assistant])")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its last checkpoint (a directory without one starts at epoch 1, "
+        "with a note on stderr)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print one JSON object per epoch and a final one")
 
@@ -98,37 +105,40 @@ def default_out(args: argparse.Namespace) -> Path:
     return Path(args.checkpoint) / name
 
 
-def read_data_json(run_dir: Path) -> dict[str, Any] | None:
-    path = run_dir / "data.json"
-    if not path.is_file():
+def read_data_json(rd: RunDir, num_samples: int) -> dict[str, Any] | None:
+    """The run's verified data snapshot (data.json, listed in its manifest), or None for a run without --data."""
+    rd.refuse_unlisted("data")
+    if not rd.lists("data"):
         return None
-    try:
-        meta = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"cannot read {str(path)!r}: {exc}") from None
-    if not isinstance(meta, dict) or not isinstance(meta.get("conversation_ids"), list):
-        raise ValueError(f"{str(path)!r} has no list 'conversation_ids'")
+    meta = rd.read_json("data")
+    where = repr(str(rd.path / rd.entry("data").name))
+    ids = meta.get("conversation_ids") if isinstance(meta, dict) else None
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise CheckpointError(f"{where} has no list of strings 'conversation_ids'")
+    if len(ids) != num_samples:
+        raise CheckpointError(
+            f"{where} names {len(ids)} conversations, the cache holds {num_samples} samples"
+        )
     return meta
 
 
-def contexts(model, cache: Phase1Cache, mode: str, out: Path) -> tuple[Phase1Cache, float | None]:
-    """The run's cache when its mode is ``mode``; else the one in ``out`` when it was built from the same
-    weights and solver settings; else one rebuilt with ``build_cache`` (saved in ``out``).
-    Returns the cache and the seconds spent building it (None when none was built)."""
+def contexts(
+    model, cache: Phase1Cache, mode: str, out: RunDir, resume: bool
+) -> tuple[Phase1Cache, float | None]:
+    """The run's cache when its mode is ``mode``; else, on ``--resume``, the one ``out`` lists (verified)
+    when it was built from the same weights and solver settings; else one rebuilt with ``build_cache``
+    (the Phase 2 run keeps it). Returns the cache and the seconds spent building it (None: none built)."""
     if cache.context_mode == mode:
         return cache, None
-    path = out / CACHE_FILE
     solver = SolverConfig.from_dict({**cache.solver, "context_mode": mode})
-    if path.is_file():
-        mine = load_cache(path)
-        if mine.checkpoint == cache.checkpoint and mine.solver == solver.to_dict():
+    if resume and out.has_manifest() and out.lists("cache"):
+        mine = read_cache(out, expect_checkpoint=cache.checkpoint)
+        if mine.solver == solver.to_dict():
             return mine, None
     samples = [cache.sample(s)[0].tolist() for s in range(cache.num_samples)]
     t0 = time.perf_counter()
     built = build_cache(model, samples, solver, checkpoint=cache.checkpoint)
-    seconds = time.perf_counter() - t0
-    save_cache(path, built)
-    return built, seconds
+    return built, time.perf_counter() - t0
 
 
 def loss_masks(meta: dict[str, Any] | None, cache: Phase1Cache) -> list[list[int]]:
@@ -150,46 +160,45 @@ def loss_masks(meta: dict[str, Any] | None, cache: Phase1Cache) -> list[list[int
 
 def run(args: argparse.Namespace) -> int:
     cfg = phase2_config(args)
-    run_dir = Path(args.checkpoint)
-    out = Path(args.out) if args.out else default_out(args)
-    if not args.resume and (out / MANIFEST).exists():
-        raise ValueError(f"{str(out)!r} already holds a checkpoint: pass --resume or another --out")
+    run_dir = RunDir(args.checkpoint)
+    out = RunDir(args.out if args.out else default_out(args))
+    if not args.resume and out.has_manifest():
+        raise ValueError(
+            f"{str(out.path)!r} already holds a checkpoint: pass --resume to continue it, or another --out"
+        )
     t0 = time.perf_counter()
     ck = load_checkpoint(run_dir)
-    cache = load_cache(run_dir / CACHE_FILE, expect_checkpoint=ck.tag)
-    meta = read_data_json(run_dir)
-    masks = loss_masks(meta, cache) if cfg.assistant_only else None
-    out.mkdir(parents=True, exist_ok=True)
-    cache, cache_seconds = contexts(ck.model, cache, args.cache_mode, out)
+    own = read_cache(run_dir, expect_checkpoint=ck.tag, vocab_size=ck.model.config.vocab_size)
+    meta = read_data_json(run_dir, own.num_samples)
+    masks = loss_masks(meta, own) if cfg.assistant_only else None
+    cache, cache_seconds = contexts(ck.model, own, args.cache_mode, out, args.resume)
 
-    def on_epoch(e) -> None:
-        if args.json:
-            common.print_json({"event": "epoch", **asdict(e)})
-        else:
-            v = e.val
-            print(
-                f"epoch {e.epoch}/{cfg.epochs} | train loss {e.train_loss:.4f} | val ce {v['ce']:.4f} "
-                f"ppl {v['ppl']:.1f} acc {v['acc']:.4f} | {e.seconds:.1f} s",
-                flush=True,
-            )
-
-    state = {"phase1_checkpoint": str(run_dir.resolve()), "phase1_tag": ck.tag, "data": _data_summary(meta)}
-    r = train_phase2(
-        ck.model,
-        cache,
-        cfg,
-        conversation_ids=None if meta is None else meta["conversation_ids"],
-        loss_masks=masks,
-        out_dir=out,
-        resume=args.resume,
-        progress=not args.quiet,
-        on_epoch=on_epoch,
-        state=state,
-    )
+    state = {
+        "phase1_checkpoint": str(run_dir.path.resolve()),
+        "phase1_tag": ck.tag,
+        "data": _data_summary(meta),
+    }
+    try:
+        r = train_phase2(
+            ck.model,
+            cache,
+            cfg,
+            conversation_ids=None if meta is None else meta["conversation_ids"],
+            loss_masks=masks,
+            out_dir=out.path,
+            resume=args.resume,
+            progress=not args.quiet,
+            on_epoch=_epoch_printer(args, cfg.epochs),
+            state=state,
+            keep_cache=cache is not own,  # contexts rebuilt in another mode: the Phase 2 run keeps them
+            notice=common.note,
+        )
+    except RunInterrupted as exc:
+        return common.interrupted(exc, args)
     final = {
         "event": "done",
-        "checkpoint": str(out),
-        "phase1_checkpoint": str(run_dir),
+        "checkpoint": str(out.path),
+        "phase1_checkpoint": str(run_dir.path),
         "phase1_tag": ck.tag,
         "cache_mode": cache.context_mode,
         "cache_converged": float(cache.converged.float().mean()),
@@ -211,15 +220,34 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         common.print_json(final)
     else:
-        for name, s in [("model", r.final.val), *((k, v.to_dict()) for k, v in r.baselines.items())]:
-            print(
-                f"{name:>8}: val ce {s['ce']:.4f}  ppl {s['ppl']:.1f}  acc {s['acc']:.4f}  ({s['positions']} positions)"
-            )
-        print(
-            f"contexts {final['cache_mode']}; {'beats' if final['beats_bigram'] else 'does NOT beat'} the bigram "
-            f"baseline (cross-entropy); checkpoint {out}"
-        )
+        _print_text(final, r)
     return 0
+
+
+def _epoch_printer(args: argparse.Namespace, epochs: int):
+    def on_epoch(e) -> None:
+        if args.json:
+            common.print_json({"event": "epoch", **asdict(e)})
+        else:
+            v = e.val
+            print(
+                f"epoch {e.epoch}/{epochs} | train loss {e.train_loss:.4f} | val ce {v['ce']:.4f} "
+                f"ppl {v['ppl']:.1f} acc {v['acc']:.4f} | {e.seconds:.1f} s",
+                flush=True,
+            )
+
+    return on_epoch
+
+
+def _print_text(final: dict[str, Any], r) -> None:
+    for name, s in [("model", r.final.val), *((k, v.to_dict()) for k, v in r.baselines.items())]:
+        print(
+            f"{name:>8}: val ce {s['ce']:.4f}  ppl {s['ppl']:.1f}  acc {s['acc']:.4f}  ({s['positions']} positions)"
+        )
+    print(
+        f"contexts {final['cache_mode']}; {'beats' if final['beats_bigram'] else 'does NOT beat'} the bigram "
+        f"baseline (cross-entropy); checkpoint {final['checkpoint']}"
+    )
 
 
 def _data_summary(meta: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..matrix.models import DEFAULT
 from ..reproduce import full_plan, quick_plan, run_reproduction
 from ..reproduce.report import STATUS_ORDER
 from . import common
@@ -25,6 +26,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--resume", action="store_true", help="reuse finished experiments stored in --out")
     p.add_argument("--threads", type=int, default=1, help="torch threads while running (default 1)")
+    p.add_argument(
+        "--model-cache",
+        metavar="DIR",
+        help="trained models, kept per code version (default $NEWLLM_CACHE_DIR or ~/.cache/newllm/models)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print one JSON object (paths, counts, verdicts)")
     p.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
@@ -38,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
         kw["seeds"] = args.seeds
     plan = quick_plan(**kw) if args.quick else full_plan(**kw)
     out = args.out or ("runs/reproduce-quick" if args.quick else "runs/reproduce")
-    rep = run_reproduction(plan, out, resume=args.resume, progress=not args.quiet)
+    cache = args.model_cache if args.model_cache else DEFAULT
+    rep = run_reproduction(plan, out, resume=args.resume, progress=not args.quiet, cache=cache)
     r = rep.report
     if args.json:
         common.print_json(

@@ -12,6 +12,7 @@ from ..config import SolverConfig
 from ..metrics import METRICS
 from ..model import build_model
 from ..solve import solve
+from ..solvers import SOLVERS
 from . import common
 
 NAME = "solve"
@@ -27,16 +28,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("solver")
     g.add_argument("--metric", choices=tuple(METRICS), default="mse", help="residual metric (default mse)")
     g.add_argument("--threshold", type=float, default=0.01, help="convergence threshold (default 0.01)")
-    g.add_argument("--max-iterations", type=int, default=200, help="default 200")
+    g.add_argument(
+        "--max-iterations", type=int, default=200, help="iteration budget per token (default %(default)s)"
+    )
     g.add_argument(
         "--warmup", type=int, default=0, help="iterations before convergence is checked (default 0)"
     )
-    g.add_argument("--context-mode", choices=("reset", "carry"), default="reset", help="default reset")
-    g.add_argument("--method", choices=("picard", "anderson"), default="picard", help="default picard")
+    g.add_argument(
+        "--context-mode",
+        choices=("reset", "carry"),
+        default="reset",
+        help="reset: every token from zeros; carry: token t from t-1's fixed point (default %(default)s)",
+    )
+    g.add_argument(
+        "--method", choices=("picard", "anderson"), default="picard", help="solver (default %(default)s)"
+    )
     g.add_argument("--damping", type=float, default=1.0, help="Picard/Anderson damping beta (default 1)")
     g.add_argument("--train-mode", action="store_true", help="iterate in train mode (dropout on)")
     common.deprecated_alias(g, "--dropout", "--train-mode", flag=True)
     p.add_argument("--seed", type=int, default=0, help="seed for weights and dropout masks (default 0)")
+    p.add_argument(
+        "--certify",
+        action="store_true",
+        help="a posteriori error bound per token (l2, float64; keys error_bound, error_bound_kind)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -65,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     ids = common.token_ids(args, mcfg.vocab_size)
     gen = torch.Generator().manual_seed(args.seed)
     t0 = time.perf_counter()
-    res = solve(model, ids, scfg, generator=gen)
+    res = solve(model, ids, scfg, generator=gen, certify=args.certify)
     seconds = time.perf_counter() - t0
     report = diagnostics.collapse_report(res.context, torch.tensor(ids))
     out = {
@@ -81,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
         "method": scfg.method,
         "train_mode": scfg.train_mode,
         "seed": args.seed,
+        "certify": args.certify,
         "context_rms": report["context_rms"],
         "context_norm": report["context_norm"],
         "effective_rank": report["effective_rank"],
@@ -104,13 +120,15 @@ def print_table(o: dict) -> None:
     rows = list(
         zip(o["token_ids"], o["status"], o["iterations"], o["final_residual"][o["metric"]], strict=True)
     )
-    shown = rows if len(rows) <= 20 else rows[:10] + [None] + rows[-5:]
+    shown: list[tuple | None] = list(rows) if len(rows) <= 20 else [*rows[:10], None, *rows[-5:]]
     for r in shown:
         if r is None:
             print(f"{'...':>8}")
             continue
         res = "nan" if r[3] is None else f"{r[3]:.3e}"
         print(f"{r[0]:>8} {r[1]:>15} {r[2]:>6} {res:>16}")
+    if o["certify"]:
+        print(f"certified {o['certified']}/{o['converged']} converged tokens (l2 error bound, see docs/certify.md)")
     mic = o["mean_iterations_converged"]
     print(
         f"converged {o['converged']}/{o['tokens']} ({100 * o['rate']:.1f}%)  diverged {o['diverged']}  "
@@ -121,3 +139,12 @@ def print_table(o: dict) -> None:
         f"{o['effective_rank']:.2f}  max pairwise cosine {o['max_cosine'] if o['max_cosine'] is None else round(o['max_cosine'], 4)}"
         f"  ({o['seconds']:.2f} s)"
     )
+
+
+def verdict(status: str, bound: float | None) -> str:
+    """The certify column: ``converged, error ≤ X`` (l2) or ``converged (residual only, uncertified)``."""
+    if status != "converged":
+        return ""
+    if bound is None:  # inf (nothing certified) is written as null
+        return "converged (residual only, uncertified)"
+    return f"converged, error ≤ {bound:.2e}"

@@ -5,12 +5,11 @@ from __future__ import annotations
 import argparse
 import time
 from dataclasses import asdict
-from pathlib import Path
 
 from ..model import build_model
 from ..phase1 import Phase1Config, train_phase1
 from ..runs.distributed import Dist
-from ..runs.jsonio import atomic_write_json
+from ..runs.rundir import RunInterrupted
 from . import common
 
 NAME = "train"
@@ -33,23 +32,45 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     d_ = p.add_argument_group("data (with --data)")
     d_.add_argument("--samples", type=int, default=10, help="conversations to train on (default 10)")
     d_.add_argument("--split", default="train_sft", help="split (default train_sft)")
-    d_.add_argument("--max-length", type=int, default=512, help="truncate conversations to this many tokens")
+    d_.add_argument(
+        "--max-length",
+        type=int,
+        default=512,
+        help="truncate conversations to this many tokens (default %(default)s)",
+    )
     g = p.add_argument_group("phase 1")
     d = Phase1Config()
     g.add_argument(
-        "--loop", choices=("spec", "batched"), default=d.loop, help="default spec (the seeds' loop)"
+        "--loop",
+        choices=("spec", "batched"),
+        default=d.loop,
+        help="spec: the seeds' loop, one token at a time; batched: a batch of samples together "
+        "(default %(default)s)",
     )
-    g.add_argument("--epochs", type=int, default=d.epochs, help=f"default {d.epochs}")
+    g.add_argument("--epochs", type=int, default=d.epochs, help="epochs (default %(default)s)")
     g.add_argument(
         "--lr", type=float, default=d.learning_rate, help=f"Adam learning rate (default {d.learning_rate:g})"
     )
-    g.add_argument("--max-iterations", type=int, default=d.max_iterations, help=f"default {d.max_iterations}")
+    g.add_argument(
+        "--max-iterations",
+        type=int,
+        default=d.max_iterations,
+        help="inner iterations per token at most (default %(default)s)",
+    )
     g.add_argument("--threshold", type=float, default=d.threshold, help="mse threshold (default 0.01)")
     common.deprecated_alias(g, "--tolerance", "--threshold", type=float)
-    g.add_argument("--warmup", type=int, default=d.warmup, help="default 0")
+    g.add_argument(
+        "--warmup",
+        type=int,
+        default=d.warmup,
+        help="iterations before convergence is checked (default %(default)s)",
+    )
     g.add_argument("--grad-clip", type=float, default=d.grad_clip, help="max grad norm (default 1.0)")
     g.add_argument(
-        "--batch-samples", type=int, default=d.batch_samples, help="samples per batch (batched loop)"
+        "--batch-samples",
+        type=int,
+        default=d.batch_samples,
+        help="samples per optimizer batch (batched loop; default %(default)s)",
     )
     g.add_argument(
         "--jacobian-weight",
@@ -59,7 +80,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="seed for weights, dropout and probes (default 0)")
     p.add_argument("--out", required=True, help="run directory for checkpoints, log.jsonl and the cache")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its last checkpoint (a directory without one starts at epoch 1, "
+        "with a note on stderr)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print one JSON object per epoch and a final one")
     p.add_argument(
@@ -138,21 +164,25 @@ def _run(args, mcfg, pcfg, samples, model, dist: Dist) -> int:
                 flush=True,
             )
 
-    run_ = train_phase1(
-        model,
-        samples,
-        pcfg,
-        out_dir=args.out,
-        resume=args.resume,
-        progress=not args.quiet,
-        on_epoch=on_epoch,
-        dist=dist,
-    )
+    try:
+        run_ = train_phase1(
+            model,
+            samples,
+            pcfg,
+            out_dir=args.out,
+            resume=args.resume,
+            progress=not args.quiet,
+            on_epoch=on_epoch,
+            dist=dist,
+            # data.json: which conversations the samples are, in cache order (Phase 2 splits by them)
+            data=getattr(args, "_data_meta", None),
+            notice=common.note if dist.is_main else None,
+        )
+    except RunInterrupted as exc:
+        launcher = f"torchrun --nproc-per-node {dist.world_size} -m newllm" if dist.enabled else "newllm"
+        return common.interrupted(exc, args, launcher) if dist.is_main else 130
     if not dist.is_main:
         return 0
-    meta = getattr(args, "_data_meta", None)
-    if meta is not None:  # which conversations the samples are, in cache order (Phase 2 splits by them)
-        atomic_write_json(Path(args.out) / "data.json", meta)
     final = {
         "event": "done",
         "arch": mcfg.arch_name,

@@ -24,7 +24,7 @@ def jacobian(fn: PointMap, z: torch.Tensor) -> torch.Tensor:
     _check_points(z)
     n, d = z.shape
     with torch.no_grad():
-        _, pull = vjp(fn, z)
+        pull = vjp(fn, z)[1]
         basis = torch.eye(d, dtype=z.dtype, device=z.device).unsqueeze(1).expand(d, n, d)
         rows = vmap(pull, chunk_size=max(1, _ROWS_PER_CHUNK // n))(basis)[0]  # [D_out, N, D_in]
     return rows.permute(1, 0, 2).contiguous()

@@ -12,16 +12,17 @@ import contextlib
 from collections.abc import Callable, Iterator, Sequence
 
 import torch
+from torch import nn
 
-from ..model import CVFPModel
-from ..tokens import as_token_tensor
+from .. import protocol
+from ..protocol import ContextModel
 
 #: ``fn(z [N, *P, D]) -> [N, *P, D]``: token ``i``'s map applied to the points ``z[i]``.
 PointMap = Callable[[torch.Tensor], torch.Tensor]
 
 
 @contextlib.contextmanager
-def eval_mode(model: CVFPModel) -> Iterator[CVFPModel]:
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
     """Put ``model`` in eval mode (no dropout) for the block, then restore its mode."""
     was = model.training
     model.eval()
@@ -31,13 +32,13 @@ def eval_mode(model: CVFPModel) -> Iterator[CVFPModel]:
         model.train(was)
 
 
-def model_map(model: CVFPModel, token_ids: torch.Tensor | Sequence[int]) -> PointMap:
+def model_map(model: ContextModel, token_ids: torch.Tensor | Sequence[int]) -> PointMap:
     """``c -> model.step(embed(token_i), c)`` for ``token_ids [N]`` (flattened), as a :data:`PointMap`.
 
-    The map calls :meth:`CVFPModel.step` (the one update). It refuses to run in train mode: dropout
+    The map calls ``model.step`` (the one update; any :mod:`newllm.protocol` model). It refuses to run in train mode: dropout
     would make every evaluation a different random map.
     """
-    ids = as_token_tensor(token_ids, model.config.vocab_size).reshape(-1)
+    ids = protocol.token_tensor(model, token_ids).reshape(-1)
     with torch.no_grad():
         emb = model.embed(ids)  # [N, E]
     n, width = emb.shape

@@ -20,11 +20,10 @@ from typing import Any
 
 import torch
 
-from .. import diagnostics
+from .. import diagnostics, protocol
 from ..config import SolverConfig
-from ..model import CVFPModel
+from ..protocol import ContextModel
 from ..solve import solve
-from ..tokens import as_token_tensor
 from .estimate import Estimate
 from .factor import observed_factor
 from .jacobian import exact
@@ -37,7 +36,7 @@ DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 
 def contraction_report(
-    model: CVFPModel,
+    model: ContextModel,
     token_ids: torch.Tensor | Sequence[int],
     *,
     picard_iterations: int = 1000,
@@ -64,7 +63,7 @@ def contraction_report(
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
     if picard_iterations < 2:
         raise ValueError(f"picard_iterations must be >= 2 to fit a factor, got {picard_iterations}")
-    ids = as_token_tensor(token_ids, model.config.vocab_size).reshape(-1)
+    ids = protocol.token_tensor(model, token_ids).reshape(-1)
     t0 = time.perf_counter()
     work = copy.deepcopy(model).to(DTYPES[dtype])
     gen = torch.Generator().manual_seed(seed)

@@ -44,7 +44,8 @@ class Products:
         _check_points(z)
         self.fn, self.z = fn, z
         with torch.no_grad():
-            self.value, pull = vjp(fn, z)
+            out = vjp(fn, z)
+            self.value, pull = out[0], out[1]
         self._pull = pull
         self._jv_rev = None
         if mode == "auto":

@@ -77,7 +77,7 @@ def encode_records(
 ) -> list[EncodedConversation]:
     """Encode dialogue (``messages``) or plain-text (``text``) records; one batched tokenizer call."""
     check_max_length(max_length)
-    plans: list[tuple[str, list[tuple[str, str] | str]]] = []
+    plans: list[tuple[str, list[tuple[str, str]] | str]] = []
     texts: list[str] = []
     for n, rec in enumerate(records):
         cid = conversation_id(rec)

@@ -38,7 +38,7 @@ DEFAULT_TEST_FRACTION = 0.1
 def chitchat_json() -> Path:
     """Path of the ``dataset.json`` shipped inside the installed ``chitchat_dataset`` package."""
     mod = require("chitchat_dataset")
-    path = Path(mod.__file__).resolve().parent / "dataset.json"
+    path = Path(str(mod.__file__)).resolve().parent / "dataset.json"
     if not path.is_file():
         raise FileNotFoundError(f"chitchat_dataset is installed but has no data file at {path}")
     return path

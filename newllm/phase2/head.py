@@ -20,6 +20,13 @@ from ..model import CVFPModel
 
 
 class PredictionHead(nn.Module):
+    """``context [..., C] -> logits [..., V]``: standardise the context, then a linear map (tied: onto the
+    token embedding, plus a bias)."""
+
+    mean: torch.Tensor
+    scale: torch.Tensor
+    embedding: torch.Tensor
+
     def __init__(self, context_dim: int, vocab_size: int, embedding: torch.Tensor | None = None):
         super().__init__()
         self.tied = embedding is not None

@@ -6,98 +6,72 @@ is a deterministic function of the task's conditions.
 
 from __future__ import annotations
 
-import functools
 import math
 import time
-from dataclasses import asdict, replace
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from .. import diagnostics, metrics
-from ..config import ModelConfig, SolverConfig
-from ..model import CVFPModel, build_model
-from ..phase1 import Phase1Config, train_phase1
+from ..config import SolverConfig
+from ..matrix import build, initial_model, rules
+from ..matrix.models import DEFAULT
+from ..model import CVFPModel
+from ..phase1 import Phase1Config
 from ..result import FixedPointResult
 from ..solve import solve
 from ..stop import Status, StopRule, replay
-from .compact import compact_model, remap
 from .contraction import gate_means, spectrum
-from .plan import PROBE_ITERATIONS, PROBE_JUDGES, Judge, Plan, Task, judges
+from .plan import PROBE_ITERATIONS, PROBE_JUDGES, Plan, Task
 from .probe import Probe, judged, probe, rate_vs_threshold
 
 #: Tokens whose residual traces are kept for the plots.
 TRACE_TOKENS = 3
 
 
-def run_task(task: Task, plan: Plan) -> dict[str, Any]:
+def run_task(task: Task, plan: Plan, cache: str | Path | None = DEFAULT) -> dict[str, Any]:
     """Run one task of ``plan`` with ``plan.threads`` torch threads (the numbers depend on them);
-    see the module doc for the result's layout."""
+    trained models come from the matrix cache under ``cache`` (:func:`newllm.matrix.build`; None:
+    train here). See the module doc for the result's layout."""
     t0 = time.perf_counter()
     threads = torch.get_num_threads()
     torch.set_num_threads(plan.threads)
     try:
-        out = _untrained(task, plan) if task.experiment == "untrained" else _trained(task, plan)
+        out = _untrained(task, plan) if task.experiment == "untrained" else _trained(task, plan, cache)
     finally:
         torch.set_num_threads(threads)
     out.setdefault("timing", {})["seconds"] = time.perf_counter() - t0
     return {"task": task.name, "experiment": task.experiment, "key": task.key, "digest": task.digest, **out}
 
 
-def solver_config(j: Judge) -> SolverConfig:
-    return SolverConfig(
-        max_iterations=j.max_iterations, warmup=j.warmup, threshold=j.threshold, metric=j.metric
-    )
-
-
-def initial_model(plan: Plan, arch: str, seed: int, clamp: float | None = None) -> CVFPModel:
-    """``build_model(plan.model_config(arch, clamp), seed=seed)``, sharing one initialisation per
-    (config, seed): the clamp does not change the weights, and building the 12.9M-entry embedding
-    costs more than a short probe. Callers must not modify the returned model in place."""
-    cfg = plan.model_config(arch, clamp)
-    base = _cached_init(replace(cfg, context_clamp=None), seed)
-    if clamp is None:
-        return base
-    model = CVFPModel(cfg)
-    model.load_state_dict(base.state_dict())
-    return model
-
-
-@functools.lru_cache(maxsize=2)
-def _cached_init(cfg: ModelConfig, seed: int) -> CVFPModel:
-    return build_model(cfg, seed=seed).eval()
-
-
 def _untrained(task: Task, plan: Plan) -> dict[str, Any]:
     k = task.key
-    model = initial_model(plan, k["arch"], k["seed"], k["clamp"])
+    model = initial_model(plan.model_config(k["arch"], k["clamp"]), k["seed"])
     ids = plan.token_ids(task.conditions["token_rule"], k["tokens"])
     return _probe_all(model, ids, ids, plan, contraction=k["clamp"] is None)
 
 
-def _trained(task: Task, plan: Plan) -> dict[str, Any]:
+def _trained(task: Task, plan: Plan, cache: str | Path | None) -> dict[str, Any]:
     k, cond = task.key, task.conditions
     ids = plan.token_ids(cond["token_rule"], k["tokens"])
-    model, id_map = compact_model(initial_model(plan, k["arch"], k["seed"]), ids)
-    local = remap(ids, id_map)
-    pcfg = Phase1Config.from_dict(cond["phase1"])
-    t0 = time.perf_counter()
-    run = train_phase1(model, [local], pcfg, progress=False)
-    train_s = time.perf_counter() - t0
-    model.eval()
+    spec = plan.model_spec(task)
+    built = build(spec, cache)
+    model, local = built.model, built.ids(ids)
+    pcfg = spec.phase1()
     epochs = []
-    for e in run.epochs:
-        d = asdict(e)
-        d.pop("seconds")
-        if e.tokens <= 10:
-            d["iterations"] = [r.iterations for r in run.records if r.epoch == e.epoch]
+    for e, its in zip(built.history["epochs"], built.history["iterations"], strict=True):
+        d = {k2: v for k2, v in e.items() if k2 != "seconds"}
+        if e["tokens"] <= 10:
+            d["iterations"] = its
         epochs.append(d)
     out: dict[str, Any] = {"epochs": epochs, "train": epochs[-1]}
     if cond["probe"]:
         out.update(_probe_all(model, local, ids, plan))
     else:
         out.update(_direct(model, local, ids, plan, pcfg))
-    out["timing"]["train_seconds"] = train_s
+    out["timing"]["train_seconds"] = built.history["seconds"]
+    out["timing"]["model_cached"] = built.history["cached"]
     return out
 
 
@@ -108,9 +82,9 @@ def _probe_all(
     (with the Jacobian spectra unless ``contraction`` is False)."""
     t0 = time.perf_counter()
     p = probe(model, local, PROBE_ITERATIONS)
-    js = judges(model.context_dim)
+    js = rules(model.context_dim)
     out: dict[str, Any] = {
-        "judges": {name: judged(p, solver_config(js[name])) for name in PROBE_JUDGES},
+        "judges": {name: judged(p, js[name].solver_config()) for name in PROBE_JUDGES},
         "fixed_point": _fixed_point(model, p, ids, plan, contraction),
         "threshold_curve": {
             "metric": "rel",
@@ -218,13 +192,13 @@ def _ln_gains(model: CVFPModel) -> dict[str, float]:
 def _direct(model: CVFPModel, local: list[int], ids: list[int], plan: Plan, pcfg: Phase1Config):
     """Direct eval-mode solves (no probe): ``mse`` and, for a recipe with warmup, ``mse_w10``."""
     t0 = time.perf_counter()
-    js = judges(model.context_dim)
+    js = rules(model.context_dim)
     names = ["mse"] + (["mse_w10"] if pcfg.warmup == 10 else [])
     out: dict[str, Any] = {"judges": {}}
     res = None
     e = model.embed(local)
     for name in names:
-        cfg = solver_config(js[name])
+        cfg = js[name].solver_config()
         r = solve(model, local, cfg)
         out["judges"][name] = _solve_stats(r)
         out["judges"][name].update(_recheck(model, e, r, cfg))

@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from ..matrix import RECIPES, rules
 from ..metrics import convert_threshold
 from .claims import Claim, ClaimsData, Selection
-from .plan import PROBE_ITERATIONS, RECIPES, Plan, judges
+from .plan import PROBE_ITERATIONS, Plan
 from .verdicts import Stat, Verdict, check_consistency, combine, judge_paired, judge_single, stat
 
 
@@ -69,7 +70,7 @@ def conditions(sel: Selection, plan: Plan) -> dict[str, Any]:
     """The conditions behind a selection: decision rule, training recipe, token ids, model."""
     w = sel.where
     out: dict[str, Any] = {}
-    js = judges(plan.context_dim)
+    js = rules(plan.context_dim)
     if sel.judge in js:
         out["decision"] = js[sel.judge].to_dict()
     elif sel.judge in ("train", "epoch"):
@@ -83,7 +84,7 @@ def conditions(sel: Selection, plan: Plan) -> dict[str, Any]:
     if sel.exp.startswith("phase1_"):
         loop = w.get("loop", "batched" if sel.exp == "phase1_large" else "spec")
         out["training"] = {
-            **RECIPES[w.get("recipe", "001")],
+            **(RECIPES[w.get("recipe", "001")].settings or {}),
             "loop": loop,
             "grad_clip": 1.0,
             "optimizer": "Adam",

@@ -1,4 +1,4 @@
-"""What a reproduction runs: the judges (convergence decisions), the plan (quick or full) and its tasks.
+"""What a reproduction runs: the plan (quick or full) and its tasks, cells of the experiment matrix.
 
 A *task* is one model (architecture, seed, token set, training recipe) and everything measured on it;
 its ``conditions`` dict is hashed so that a resumed run reuses a finished task only when nothing that
@@ -14,69 +14,22 @@ from typing import Any
 
 from .. import __version__
 from ..config import ModelConfig
-from ..metrics import convert_threshold
+from ..matrix import NOTES_ARCHITECTURES, RECIPES, RULE_ITERATIONS, ModelSpec, model_config
+from ..matrix import token_ids as matrix_token_ids
 from ..phase1 import Phase1Config
-from ..tokens import spread_token_ids
 
 #: Bump when an experiment's code changes what it measures (invalidates resumed tasks).
 REPRO_VERSION = 2
 
-ARCHS = ("sequential", "layerwise")
-#: Iterations of every probe (the notes' eval budget, seed 000).
-PROBE_ITERATIONS = 200
+#: Iterations of every probe: the decision rules' budget (the notes' eval budget, seed 000).
+PROBE_ITERATIONS = RULE_ITERATIONS
 
-
-@dataclass(frozen=True)
-class Judge:
-    """A convergence decision: the first iteration ``k > warmup`` whose residual (``metric``, between
-    ``f(c)`` and ``c``) is below ``threshold``, within ``max_iterations``; eval mode (no dropout)."""
-
-    name: str
-    metric: str
-    threshold: float
-    warmup: int
-    max_iterations: int = PROBE_ITERATIONS
-
-    @property
-    def label(self) -> str:
-        return f"eval, {self.metric} < {self.threshold:g}, warmup {self.warmup}, max {self.max_iterations} it"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "metric": self.metric,
-            "threshold": self.threshold,
-            "warmup": self.warmup,
-            "max_iterations": self.max_iterations,
-            "mode": "eval",
-        }
-
-
-def judges(context_dim: int) -> dict[str, Judge]:
-    """The named decisions used by the claims. ``l2_equiv`` is ``mse < 0.01`` rewritten in l2 units."""
-    eq = convert_threshold(0.01, "mse", "l2", context_dim)
-    js = [
-        Judge("seed000", "l2", 0.01, 100),  # the notes' untrained setting (000, 003)
-        Judge("mse_w100", "mse", 0.01, 100),  # the same, judged in MSE
-        Judge("mse", "mse", 0.01, 0),  # the seeds' fixed metric, no warmup (002)
-        Judge("l2", "l2", 0.01, 0),  # the pre-fix metric, no warmup (002 "before the fix")
-        Judge("l2_equiv", "l2", eq, 0),  # mse < 0.01 expressed in l2: sqrt(D * 0.01)
-        Judge("mse_w10", "mse", 0.01, 10),  # spec 004's warmup
-    ]
-    return {j.name: j for j in js}
-
-
-#: Judges evaluated on every full probe (200 iterations, traces kept).
+#: Decision rules (newllm.matrix.rules) evaluated on every full probe (200 iterations, traces kept).
 PROBE_JUDGES = ("seed000", "mse_w100", "mse", "l2", "l2_equiv")
-
-#: Phase 1 recipes: the seeds' reported settings (001/002) and spec 004's hyperparameters.
-RECIPES: dict[str, dict[str, Any]] = {
-    "001": {"epochs": 3, "learning_rate": 1e-4, "max_iterations": 50, "threshold": 0.01, "warmup": 0},
-    "004": {"epochs": 5, "learning_rate": 1e-4, "max_iterations": 200, "threshold": 0.01, "warmup": 10},
-}
 
 
 def phase1_config(recipe: str, loop: str, seed: int) -> Phase1Config:
-    return Phase1Config(**RECIPES[recipe], loop=loop, seed=seed, grad_clip=1.0)
+    return RECIPES[recipe].phase1(loop=loop, seed=seed)
 
 
 @dataclass(frozen=True)
@@ -107,9 +60,16 @@ class Task:
 
 @dataclass(frozen=True)
 class Plan:
-    """Which tasks a reproduction runs. :func:`full_plan` and :func:`quick_plan` are the two presets."""
+    """Which tasks a reproduction runs. :func:`full_plan` and :func:`quick_plan` are the two presets.
+
+    Every task is a cell of the experiment matrix (:mod:`newllm.matrix`): an architecture of
+    :data:`~newllm.matrix.NOTES_ARCHITECTURES`, a recipe, a token set, a seed. ``seeds`` is the seed
+    axis of the untrained experiments and, unless ``trained_seeds`` is given, of the trained ones.
+    """
 
     seeds: tuple[int, ...] = (0, 1, 2)
+    #: Seeds of the trained experiments (Phase 1 costs more than a probe); None: ``seeds``.
+    trained_seeds: tuple[int, ...] | None = None
     quick: bool = False
     #: 000/003: untrained token counts (eval, full probes).
     untrained_counts: tuple[int, ...] = (1, 10, 512)
@@ -134,16 +94,24 @@ class Plan:
     threads: int = 1
 
     def __post_init__(self) -> None:
-        if not self.seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in self.seeds):
-            raise ValueError(f"seeds must be a non-empty list of integers >= 0, got {list(self.seeds)!r}")
-        if len(set(self.seeds)) != len(self.seeds):
-            raise ValueError(f"seeds must be distinct, got {list(self.seeds)!r}")
+        for name in ("seeds", "trained_seeds"):
+            seeds = getattr(self, name)
+            if name == "trained_seeds" and seeds is None:
+                continue
+            if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
+                raise ValueError(f"{name} must be a non-empty list of integers >= 0, got {list(seeds)!r}")
+            if len(set(seeds)) != len(seeds):
+                raise ValueError(f"{name} must be distinct, got {list(seeds)!r}")
         if not (isinstance(self.threads, int) and self.threads >= 1):
             raise ValueError(f"threads must be a positive integer, got {self.threads!r}")
         self.model_config("layerwise")  # validates the overrides
 
     def model_config(self, arch: str, clamp: float | None = None) -> ModelConfig:
-        return ModelConfig(arch=arch, context_clamp=clamp, **self.model)
+        return model_config(arch, context_clamp=clamp, **self.model)
+
+    @property
+    def seeds_trained(self) -> tuple[int, ...]:
+        return self.seeds if self.trained_seeds is None else self.trained_seeds
 
     @property
     def context_dim(self) -> int:
@@ -158,17 +126,17 @@ class Plan:
         """Every task, cheapest experiments first."""
         out: list[Task] = []
         for seed in self.seeds:
-            for arch in ARCHS:
+            for arch in NOTES_ARCHITECTURES:
                 for n in self.untrained_counts:
                     out.append(self._untrained(arch, seed, n, None))
                 for n in self.clamp_counts:
                     out.append(self._untrained(arch, seed, n, 10.0))
-        for seed in self.seeds:
-            for arch in ARCHS:
+        for seed in self.seeds_trained:
+            for arch in NOTES_ARCHITECTURES:
                 for n in self.spec_counts:
                     out.append(self._trained("phase1_spec", arch, seed, n, "spread", "spec", "001", True))
-        for seed in self.seeds:
-            for arch in ARCHS:
+        for seed in self.seeds_trained:
+            for arch in NOTES_ARCHITECTURES:
                 for n in self.scaling_counts:
                     probe = n in self.scaling_probe_counts
                     out.append(
@@ -179,8 +147,8 @@ class Plan:
                             self._trained("phase1_scaling", arch, seed, n, "first", "spec", "001", probe)
                         )
         if self.large_count is not None:
-            for seed in self.seeds:
-                for arch in ARCHS:
+            for seed in self.seeds_trained:
+                for arch in NOTES_ARCHITECTURES:
                     for r in self.large_recipes:
                         out.append(
                             self._trained(
@@ -190,13 +158,22 @@ class Plan:
         return out
 
     def token_ids(self, rule: str, n: int) -> list[int]:
-        """``spread``: 100, 200, ... (the ``--tokens N`` ids; 000/001). ``first``: 0 .. n-1 (002)."""
-        vocab = self.model_config("layerwise").vocab_size
-        if rule == "spread":
-            return spread_token_ids(n, vocab)
-        if n > vocab:
-            raise ValueError(f"{n} tokens do not fit the vocabulary of {vocab}")
-        return list(range(n))
+        """Token set ``rule`` of the matrix: ``spread`` 100, 200, ... (000/001) or ``first`` 0 .. n-1 (002)."""
+        return matrix_token_ids(rule, n, self.model_config("layerwise").vocab_size)
+
+    def model_spec(self, task: Task) -> ModelSpec:
+        """The matrix model of a trained task: compact, trained on the task's ids with its recipe."""
+        k, cond = task.key, task.conditions
+        ids = self.token_ids(cond["token_rule"], k["tokens"])
+        return ModelSpec(
+            self.model_config(k["arch"]),
+            seed=k["seed"],
+            recipe=cond["recipe"],
+            samples=(tuple(ids),),
+            loop=cond["loop"],
+            compact=True,
+            threads=self.threads,
+        )
 
     def _base(self, experiment: str, arch: str, seed: int, n: int, cfg: ModelConfig) -> dict[str, Any]:
         return {

@@ -14,13 +14,15 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import __version__
+from ..matrix import NOTES_RULES, rules
+from ..matrix.models import DEFAULT
 from ..metrics import convert_threshold
 from ..runs.jsonio import atomic_write_bytes, dumps
 from . import plots, store
 from .claims import load_claims
 from .experiments import run_task
 from .measure import arithmetic, consistency, evaluate, rows_from_results
-from .plan import PROBE_ITERATIONS, REPRO_VERSION, Plan, judges
+from .plan import PROBE_ITERATIONS, REPRO_VERSION, Plan
 from .report import counts, write_markdown
 from .summary import summarize
 
@@ -37,9 +39,15 @@ class Reproduction:
 
 
 def run_reproduction(
-    plan: Plan, out: str | Path, *, resume: bool = False, progress: bool = True
+    plan: Plan,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    cache: str | Path | None = DEFAULT,
 ) -> Reproduction:
-    """Run ``plan`` into ``out``. Without ``resume`` stored task results are discarded first."""
+    """Run ``plan`` into ``out``. Without ``resume`` stored task results are discarded first. Trained
+    models come from (and go to) the matrix cache under ``cache`` (None: train every one here)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if not resume:
@@ -56,7 +64,7 @@ def run_reproduction(
             bar.set_postfix_str(task.name, refresh=False)
             r = store.load_finished(out, task) if resume else None
             if r is None:
-                path = store.save(out, task, run_task(task, plan))
+                path = store.save(out, task, run_task(task, plan, cache))
                 r = json.loads(path.read_text())  # the stored form, whether fresh or resumed
             else:
                 reused += 1
@@ -159,11 +167,11 @@ def write_figures(out: Path, report: dict[str, Any]) -> dict[str, str]:
 
 
 def method_lines(plan: Plan) -> list[str]:
-    js = judges(plan.context_dim)
+    js = rules(plan.context_dim)
     cfg = plan.model_config("layerwise")
-    rules = "; ".join(f"`{j.name}`: {j.label}" for j in js.values())
+    named = "; ".join(f"`{js[n].name}`: {js[n].label}" for n in NOTES_RULES)
     return [
-        f"Eval-mode judges (dropout off): {rules}. A token converges at the first iteration k > warmup whose "
+        f"Eval-mode judges (dropout off): {named}. A token converges at the first iteration k > warmup whose "
         "residual between f(c_k) and c_k is below the threshold (newllm.metrics).",
         f"Untrained and small trained models are probed once: {PROBE_ITERATIONS} plain iterations from the zero context "
         "with every metric recorded; each judge's decision replays newllm.solve's stopping rules on those traces "

@@ -7,7 +7,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .plan import ARCHS, Plan
+from ..matrix import NOTES_ARCHITECTURES
+from .plan import Plan
 
 #: (label, experiment, where) of the model states compared in the contraction and collapse tables.
 SOURCES: tuple[tuple[str, str, dict[str, Any]], ...] = (
@@ -90,7 +91,7 @@ def summarize(rows: list[dict[str, Any]], results: list[dict[str, Any]], plan: P
 
 def _rate_vs_tokens(rows: list[dict[str, Any]], plan: Plan) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {"untrained": [], "trained": []}
-    for arch in ARCHS:
+    for arch in NOTES_ARCHITECTURES:
         for judge, label, style in (
             ("seed000", "eval, l2 < 0.01, warmup 100", "dashed"),
             ("mse", "eval, mse < 0.01", "solid"),
@@ -183,7 +184,7 @@ def _pick(results: list[dict[str, Any]], seed: int, what: str) -> list[dict[str,
 def _table(rows, judge: str, fields: list[tuple[str, str]], require: str) -> list[dict[str, Any]]:
     out = []
     for label, exp, where in SOURCES:
-        for arch in ARCHS:
+        for arch in NOTES_ARCHITECTURES:
             w = {**where, "arch": arch}
             if not values(rows, exp, judge, w, require):
                 continue
@@ -210,7 +211,7 @@ def _one_iteration(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for label, exp, where in SOURCES:
         if exp == "untrained":
             continue
-        for arch in ARCHS:
+        for arch in NOTES_ARCHITECTURES:
             w = {**where, "arch": arch}
             at1 = values(rows, exp, "mse", w, "converged_at_1")
             n = values(rows, exp, "mse", w, "tokens")

@@ -1,39 +1,35 @@
-"""Checkpoints on disk: safetensors tensors + a JSON manifest with SHA-256 checksums. Never pickle.
+"""Checkpoints: a model (and optionally its training state) in a run directory. Never pickle.
 
-Layout of a run directory::
-
-    checkpoint.json            manifest (written last, atomically): epoch, files + sha256, configs, state
-    model-E.safetensors        weights after epoch E
-    optimizer-E.safetensors    optimizer tensors + RNG state after epoch E
-    NAME-E.safetensors         optional extra tensor files (e.g. Phase 2's ``head``), same rules
-
-Tensor files carry the epoch in their names, so a crash while writing epoch E+1 leaves the
-manifest pointing at the complete epoch-E files: a half-written checkpoint is never taken for a
-complete one. Older files are removed only after the new manifest is in place.
+``save_checkpoint``/``load_checkpoint`` are the model-level entry points of :class:`~newllm.runs.rundir.RunDir`
+(layout, manifest and verification: docs/runs.md). Loading checks every listed file's size and SHA-256,
+then that the tensors fit the manifest's ModelConfig (keys, shapes, finite values).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save
 
 from ..config import ModelConfig
 from ..model import CVFPModel
-from .jsonio import atomic_write_bytes, atomic_write_json
+from .manifest import FILE_KINDS, FORMAT, MANIFEST, CheckpointError, FileEntry, Manifest
+from .rundir import RunDir, tensor_bytes
 
-MANIFEST = "checkpoint.json"
-FORMAT = "newllm-checkpoint-1"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that is missing, corrupted, tampered with, or does not fit the model."""
+__all__ = [
+    "FORMAT",
+    "MANIFEST",
+    "Checkpoint",
+    "CheckpointError",
+    "load_checkpoint",
+    "load_model",
+    "optimizer_from_tensors",
+    "optimizer_to_tensors",
+    "read_manifest",
+    "save_checkpoint",
+]
 
 
 @dataclass
@@ -41,135 +37,68 @@ class Checkpoint:
     """A loaded checkpoint: the model (eval mode), the manifest, and optional training state."""
 
     model: CVFPModel
-    manifest: dict[str, Any]
+    manifest: Manifest
     path: Path
     optimizer_tensors: dict[str, torch.Tensor] | None = None
-    #: Extra tensor files asked for with ``load_checkpoint(..., extras=(name, ...))``, verified.
+    #: Extra tensor files asked for with ``load_checkpoint(..., extras=(kind, ...))``, verified.
     extras: dict[str, dict[str, torch.Tensor]] | None = None
 
     @property
     def epoch(self) -> int:
-        return int(self.manifest["epoch"])
+        return self.manifest.epoch
+
+    @property
+    def state(self) -> dict[str, Any]:
+        return self.manifest.state
 
     @property
     def tag(self) -> str:
-        """Identifies the weights: ``<model file sha256[:16]>@epoch<E>``."""
-        name = self.manifest["files"]["model"]["name"]
-        return f"{self.manifest['files']['model']['sha256'][:16]}@epoch{self.epoch}:{name}"
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        """Identifies the weights: ``<model file sha256[:16]>@epoch<E>:<file name>``."""
+        e = self.manifest.files["model"]
+        return f"{e.sha256[:16]}@epoch{self.epoch}:{e.name}"
 
 
 def save_checkpoint(
-    directory: str | Path,
+    directory: str | Path | RunDir,
     model: CVFPModel,
     *,
     epoch: int,
     optimizer_tensors: dict[str, torch.Tensor] | None = None,
     state: dict[str, Any] | None = None,
     extras: dict[str, dict[str, torch.Tensor]] | None = None,
+    files: dict[str, FileEntry] | None = None,
+    kind: str = "model",
 ) -> Path:
-    """Write the tensors for ``epoch``, then the manifest; return the manifest path.
+    """Write the tensors for ``epoch``, then the manifest (listing them and ``files``); return its path.
 
-    ``extras`` maps a file name (lowercase letters) to more tensors, written as ``NAME-E.safetensors``.
+    ``extras`` maps a registered file kind (e.g. ``head``) to more tensors, written as ``KIND-E.safetensors``.
     """
-    d = Path(directory)
-    d.mkdir(parents=True, exist_ok=True)
-    files: dict[str, dict[str, str]] = {}
-    weights = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    files["model"] = _write_tensors(d / f"model-{epoch:04d}.safetensors", weights)
-    if optimizer_tensors is not None:
-        opt = {k: v.detach().to("cpu").contiguous() for k, v in optimizer_tensors.items()}
-        files["optimizer"] = _write_tensors(d / f"optimizer-{epoch:04d}.safetensors", opt)
-    for name, tensors in (extras or {}).items():
-        if not name.isalpha() or not name.islower() or name in ("model", "optimizer"):
+    rd = directory if isinstance(directory, RunDir) else RunDir(directory)
+    tensors = {"model": model.state_dict(), **({"optimizer": optimizer_tensors} if optimizer_tensors else {})}
+    for name in extras or {}:
+        if name not in FILE_KINDS or name in ("model", "optimizer") or FILE_KINDS[name].ext != ".safetensors":
             raise ValueError(
-                f"extra checkpoint file names must be lowercase letters, not model/optimizer; got {name!r}"
+                f"extra checkpoint files must be one of the tensor file kinds head, cache; got {name!r}"
             )
-        ext = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-        files[name] = _write_tensors(d / f"{name}-{epoch:04d}.safetensors", ext)
-    old = _referenced_files(d)
-    manifest = {
-        "format": FORMAT,
-        "epoch": epoch,
-        "files": files,
-        "model_config": model.config.to_dict(),
-        "state": state or {},
-    }
-    atomic_write_json(d / MANIFEST, manifest)
-    keep = {f["name"] for f in files.values()}
-    for name in old - keep:
-        (d / name).unlink(missing_ok=True)
-    return d / MANIFEST
+    tensors.update(extras or {})
+    listed = {k: rd.write(k, tensor_bytes(t), epoch=epoch) for k, t in tensors.items()}
+    return rd.commit(
+        kind=kind,
+        epoch=epoch,
+        model_config=model.config.to_dict(),
+        state=state or {},
+        files={**listed, **(files or {})},
+    )
 
 
-def _write_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> dict[str, str]:
-    data = save(tensors, metadata={"format": FORMAT})
-    atomic_write_bytes(path, data)
-    return {"name": path.name, "sha256": hashlib.sha256(data).hexdigest()}
-
-
-def _referenced_files(d: Path) -> set[str]:
-    try:
-        m = json.loads((d / MANIFEST).read_text())
-        return {f["name"] for f in m.get("files", {}).values()}
-    except (OSError, ValueError, AttributeError, TypeError):
-        return set()
-
-
-def read_manifest(directory: str | Path) -> dict[str, Any]:
-    """The manifest of a checkpoint directory, validated (CheckpointError otherwise)."""
-    d = Path(directory)
-    path = d / MANIFEST
-    if not d.exists():
-        raise CheckpointError(f"checkpoint directory {str(d)!r} does not exist")
-    if not path.is_file():
-        raise CheckpointError(f"{str(d)!r} is not a checkpoint: no {MANIFEST} in it")
-    try:
-        m = json.loads(path.read_text())
-    except OSError as exc:
-        raise CheckpointError(f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{str(path)!r} is corrupted (not valid JSON: {exc})") from None
-    if not isinstance(m, dict) or m.get("format") != FORMAT:
-        raise CheckpointError(f"{str(path)!r} is not a {FORMAT} manifest")
-    for key in ("epoch", "files", "model_config"):
-        if key not in m:
-            raise CheckpointError(f"{str(path)!r} lacks the key {key!r}")
-    if "model" not in m["files"]:
-        raise CheckpointError(f"{str(path)!r} names no model file")
-    return m
-
-
-def _load_verified(d: Path, entry: dict[str, str]) -> dict[str, torch.Tensor]:
-    name = entry.get("name", "")
-    if Path(name).name != name or not name.endswith(".safetensors"):
-        raise CheckpointError(
-            f"manifest names an unexpected file {name!r}: only .safetensors in the directory"
-        )
-    path = d / name
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint file {str(path)!r} is missing")
-    digest = sha256_file(path)
-    if digest != entry.get("sha256"):
-        raise CheckpointError(
-            f"checkpoint file {str(path)!r} is corrupted or was modified: sha256 {digest[:16]}... does not match "
-            f"the manifest's {str(entry.get('sha256'))[:16]}..."
-        )
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"cannot read tensors from {str(path)!r}: {exc}") from None
+def read_manifest(directory: str | Path | RunDir) -> dict[str, Any]:
+    """The validated manifest of a run directory, as a dict (CheckpointError otherwise)."""
+    rd = directory if isinstance(directory, RunDir) else RunDir(directory)
+    return rd.manifest().to_dict()
 
 
 def load_checkpoint(
-    directory: str | Path,
+    directory: str | Path | RunDir,
     *,
     with_optimizer: bool = False,
     expect_config: ModelConfig | None = None,
@@ -177,57 +106,53 @@ def load_checkpoint(
 ) -> Checkpoint:
     """Load and verify a checkpoint (checksums, keys, shapes); the model is returned in eval mode.
 
-    ``extras`` names extra tensor files that must be present (CheckpointError otherwise).
+    ``extras`` names extra tensor files that must be listed (CheckpointError otherwise).
     """
-    d = Path(directory)
-    m = read_manifest(d)
+    rd = directory if isinstance(directory, RunDir) else RunDir(directory)
+    m = rd.manifest()
+    where = repr(str(rd.path))
     try:
-        cfg = ModelConfig.from_dict(m["model_config"])
+        cfg = ModelConfig.from_dict(m.model_config)
     except (ValueError, TypeError) as exc:
-        raise CheckpointError(f"checkpoint {str(d)!r} holds an invalid model config: {exc}") from None
+        raise CheckpointError(f"checkpoint {where} holds an invalid model config: {exc}") from None
     if expect_config is not None and expect_config != cfg:
         diff = {k: (v, getattr(cfg, k)) for k, v in expect_config.to_dict().items() if cfg.to_dict()[k] != v}
         raise CheckpointError(
-            f"checkpoint {str(d)!r} does not match the requested model config: {diff} (asked, found)"
+            f"checkpoint {where} does not match the requested model config: {diff} (asked, found)"
         )
-    tensors = _load_verified(d, m["files"]["model"])
     model = CVFPModel(cfg)
-    expected = model.state_dict()
+    model.load_state_dict(_fitting(rd.read_tensors("model"), model.state_dict(), where))
+    model.eval()
+    opt = rd.read_tensors("optimizer") if with_optimizer and rd.lists("optimizer") else None
+    ext = {name: rd.read_tensors(name) for name in extras}
+    return Checkpoint(model=model, manifest=m, path=rd.path, optimizer_tensors=opt, extras=ext or None)
+
+
+def _fitting(
+    tensors: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], where: str
+) -> dict[str, torch.Tensor]:
     missing = sorted(set(expected) - set(tensors))
     unknown = sorted(set(tensors) - set(expected))
     if missing or unknown:
         raise CheckpointError(
-            f"checkpoint {str(d)!r} does not fit the model: missing {missing[:5]}, unknown {unknown[:5]}"
+            f"checkpoint {where} does not fit the model: missing {missing[:5]}, unknown {unknown[:5]}"
         )
     for k, v in expected.items():
         if tensors[k].shape != v.shape:
             raise CheckpointError(
-                f"checkpoint {str(d)!r}: tensor {k!r} has shape {tuple(tensors[k].shape)}, the config needs "
-                f"{tuple(v.shape)}"
+                f"checkpoint {where}: tensor {k!r} has shape {tuple(tensors[k].shape)}, the config needs {tuple(v.shape)}"
             )
         if not bool(torch.isfinite(tensors[k]).all()):
-            raise CheckpointError(f"checkpoint {str(d)!r}: tensor {k!r} holds NaN or inf values")
-    model.load_state_dict(tensors)
-    model.eval()
-    opt = None
-    if with_optimizer and "optimizer" in m["files"]:
-        opt = _load_verified(d, m["files"]["optimizer"])
-    ext = {}
-    for name in extras:
-        if name not in m["files"]:
-            raise CheckpointError(
-                f"checkpoint {str(d)!r} has no {name!r} file (it holds {sorted(m['files'])})"
-            )
-        ext[name] = _load_verified(d, m["files"][name])
-    return Checkpoint(model=model, manifest=m, path=d, optimizer_tensors=opt, extras=ext or None)
+            raise CheckpointError(f"checkpoint {where}: tensor {k!r} holds NaN or inf values")
+    return tensors
 
 
-def load_model(directory: str | Path) -> CVFPModel:
+def load_model(directory: str | Path | RunDir) -> CVFPModel:
     """The verified model of a checkpoint directory, in eval mode."""
     return load_checkpoint(directory).model
 
 
-# --- optimizer state <-> flat tensors (no pickle) -------------------------------------------------
+# --- optimizer and generator state <-> flat tensors (no pickle) ----------------------------------
 
 
 def optimizer_to_tensors(
@@ -249,18 +174,46 @@ def optimizer_from_tensors(
 ) -> None:
     """Inverse of :func:`optimizer_to_tensors`: load the state into ``optimizer`` in place."""
     state: dict[int, dict[str, torch.Tensor]] = {}
-    for name, t in tensors.items():
-        if not name.startswith("state."):
-            continue
-        _, pid, key = name.split(".", 2)
-        state.setdefault(int(pid), {})[key] = t
-    fixed = []
-    for g in groups:
-        g = dict(g)
-        if isinstance(g.get("betas"), list):
-            g["betas"] = tuple(g["betas"])
-        fixed.append(g)
     try:
+        for name, t in tensors.items():
+            if name.startswith("state."):
+                _, pid, key = name.split(".", 2)
+                state.setdefault(int(pid), {})[key] = t
+        fixed = [
+            {**g, "betas": tuple(g["betas"])} if isinstance(g.get("betas"), list) else dict(g) for g in groups
+        ]
         optimizer.load_state_dict({"state": state, "param_groups": fixed})
-    except (ValueError, KeyError, RuntimeError) as exc:
+    except (ValueError, KeyError, RuntimeError, TypeError, AttributeError) as exc:
         raise CheckpointError(f"optimizer state does not fit: {exc}") from None
+
+
+def training_state(
+    optimizer: torch.optim.Optimizer, generators: list[torch.Tensor]
+) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]]:
+    """Optimizer tensors plus the generator states (``rng.generator``, ``rng.generator.R`` for rank R > 0)."""
+    tensors, groups = optimizer_to_tensors(optimizer)
+    for r, st in enumerate(generators):
+        tensors["rng.generator" if r == 0 else f"rng.generator.{r}"] = st
+    return tensors, groups
+
+
+def restore_training_state(
+    ck: Checkpoint, optimizer: torch.optim.Optimizer, generator: torch.Generator, rank: int = 0
+) -> None:
+    """Load the optimizer and ``rank``'s generator state saved by :func:`training_state` (verified file)."""
+    tensors = ck.optimizer_tensors or {}
+    key = "rng.generator" if rank == 0 else f"rng.generator.{rank}"
+    if key not in tensors:
+        raise CheckpointError(f"checkpoint {str(ck.path)!r} has no optimizer/RNG state to resume from")
+    groups = ck.state.get("optimizer_groups")
+    if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
+        raise CheckpointError(
+            f"checkpoint {str(ck.path)!r}: state.optimizer_groups must be a list of objects"
+        )
+    optimizer_from_tensors(optimizer, tensors, groups)
+    try:
+        generator.set_state(tensors[key])
+    except (RuntimeError, TypeError) as exc:
+        raise CheckpointError(
+            f"checkpoint {str(ck.path)!r}: the generator state does not fit: {exc}"
+        ) from None

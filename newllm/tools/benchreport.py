@@ -12,8 +12,10 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..matrix import ARCHITECTURES
+
 KINDS = ("iterations", "throughput", "loop_speedup", "phase1_time_to_95")
-ARCH_ORDER = ("sequential", "layerwise", "mixed")
+ARCH_ORDER = tuple(ARCHITECTURES)
 
 
 def load_entries(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
@@ -39,17 +41,22 @@ def _arch_key(e: dict[str, Any]) -> tuple:
     return (ARCH_ORDER.index(a) if a in ARCH_ORDER else len(ARCH_ORDER), a)
 
 
+def rule(e: dict[str, Any]) -> str:
+    """The decision rule's name (``tolerance`` in benchmark files written before the glossary)."""
+    return e.get("rule", e.get("tolerance", ""))
+
+
 def _order(e: dict[str, Any]) -> tuple:
-    """Sort keys: untrained before trained, the seeds' tolerance first, Picard before Anderson."""
+    """Sort keys: untrained before trained, the seeds' rule (mse) first, Picard before Anderson."""
     return (
         ({"untrained": 0, "trained": 1}.get(e["state"], 2), e["state"]),
-        (0 if e["tolerance"].startswith("mse") else 1, e["tolerance"]),
+        (0 if rule(e).startswith("mse") else 1, rule(e)),
         ({"picard": 0, "anderson": 1}.get(e["method"], 2), e["method"]),
     )
 
 
 def iterations_table(entries: Sequence[dict[str, Any]]) -> str:
-    """One row per device, architecture, state, tolerance and method; one column per token count:
+    """One row per device, architecture, state, decision rule and method; one column per token count:
     ``median / p90 / max`` iterations and the convergence rate."""
     its = [e for e in entries if e.get("kind") == "iterations"]
     if not its:
@@ -59,7 +66,7 @@ def iterations_table(entries: Sequence[dict[str, Any]]) -> str:
     for e in its:
         key = (e.get("device", "?"), *_arch_key(e), *_order(e))
         rows[key][e["tokens"]] = e["counts"]
-    head = "| device | arch | state | tolerance | method | " + " | ".join(f"{t} tok" for t in tokens) + " |"
+    head = "| device | arch | state | rule | method | " + " | ".join(f"{t} tok" for t in tokens) + " |"
     lines = [head, "|" + "---|" * (5 + len(tokens))]
     for key in sorted(rows):
         dev, _, arch, (_, state), (_, tol), (_, method) = key
@@ -146,7 +153,7 @@ def markdown(entries: Sequence[dict[str, Any]], title: str = "Benchmark report")
 
 
 def plot(entries: Sequence[dict[str, Any]], path: str | Path) -> Path:
-    """PNG: mean iterations vs token count per architecture (one panel per state and tolerance, solid
+    """PNG: mean iterations vs token count per architecture (one panel per state and decision rule, solid
     Picard, dashed Anderson) and achieved vs roofline GFLOP/s per architecture."""
     import matplotlib
 
@@ -156,8 +163,8 @@ def plot(entries: Sequence[dict[str, Any]], path: str | Path) -> Path:
     its = [e for e in entries if e.get("kind") == "iterations"]
     thr = [e for e in entries if e.get("kind") == "throughput"]
     panels = sorted(
-        {(e["device"], e["state"], e["tolerance"]) for e in its},
-        key=lambda p: (p[0], _order({"state": p[1], "tolerance": p[2], "method": ""})),
+        {(e["device"], e["state"], rule(e)) for e in its},
+        key=lambda p: (p[0], _order({"state": p[1], "rule": p[2], "method": ""})),
     )
     n = len(panels) + (1 if thr else 0)
     cols = min(3, max(1, n))
@@ -171,12 +178,12 @@ def plot(entries: Sequence[dict[str, Any]], path: str | Path) -> Path:
                 pts = sorted(
                     (e["tokens"], e["counts"]["mean_iterations"])
                     for e in its
-                    if (e["device"], e["state"], e["tolerance"], e["arch"], e["method"])
+                    if (e["device"], e["state"], rule(e), e["arch"], e["method"])
                     == (dev, state, tol, arch, method)
                 )
                 if pts:
-                    xs, ys = zip(*pts, strict=True)
-                    ax.plot(xs, ys, style, marker="o", color=colors.get(arch), label=f"{arch} {method}")
+                    px, py = zip(*pts, strict=True)
+                    ax.plot(px, py, style, marker="o", color=colors.get(arch), label=f"{arch} {method}")
         ax.set_xscale("log")
         ax.set_title(f"{dev} · {state} · {tol}")
         ax.set_xlabel("tokens")
@@ -185,7 +192,7 @@ def plot(entries: Sequence[dict[str, Any]], path: str | Path) -> Path:
     if thr:
         ax = flat[len(panels)]
         labels = [f"{e['arch']}\n{e['device']} {e['dtype']} {e['tokens']}" for e in thr]
-        xs = range(len(thr))
+        xs = list(range(len(thr)))
         ax.bar([x - 0.2 for x in xs], [e["solve_gflops"] for e in thr], width=0.4, label="batched solve")
         ax.bar([x + 0.2 for x in xs], [e["roofline_gflops"] for e in thr], width=0.4, label="matmul chain")
         for x, e in zip(xs, thr, strict=True):

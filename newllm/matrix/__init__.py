@@ -1,0 +1,48 @@
+"""The experiment matrix: the one place that defines what the project's experiments run.
+
+Axes (:mod:`~newllm.matrix.axes`): architectures (:data:`ARCHITECTURES`: sequential, layerwise,
+mixed (2, 2)), model recipes (:data:`RECIPES`: untrained, the seeds' Phase 1 ``001`` and ``004``,
+``jacobian``), token sets (:data:`TOKEN_SETS`: spread, first, random, distinct), decision rules
+(:func:`rules`) and seeds (:func:`seeds`). A :class:`ModelSpec` picks one value of each for a model;
+:func:`build` returns it, trained at most once per code version through the shared cache
+(:mod:`~newllm.matrix.cache`). Measured configurations are written in the one result/baseline format
+(:mod:`~newllm.matrix.baseline`) and compared by the one gate (:mod:`newllm.tools.gate`).
+Consumers: ``newllm reproduce`` (:mod:`newllm.reproduce.plan`), the convergence properties
+(``properties/convergence.py``) and the benchmarks (``bench/cases.py``), the last two through the
+shared regression models of :mod:`~newllm.matrix.regression`.
+"""
+
+from .axes import (
+    ARCHITECTURES,
+    NOTES_ARCHITECTURES,
+    NOTES_RULES,
+    RECIPES,
+    RULE_ITERATIONS,
+    TOKEN_SETS,
+    Recipe,
+    Rule,
+    model_config,
+    rules,
+    seeds,
+    token_ids,
+)
+from .models import Built, ModelSpec, build, initial_model
+
+__all__ = [
+    "ARCHITECTURES",
+    "Built",
+    "ModelSpec",
+    "NOTES_ARCHITECTURES",
+    "NOTES_RULES",
+    "RECIPES",
+    "RULE_ITERATIONS",
+    "Recipe",
+    "Rule",
+    "TOKEN_SETS",
+    "build",
+    "initial_model",
+    "model_config",
+    "rules",
+    "seeds",
+    "token_ids",
+]

@@ -1,0 +1,173 @@
+"""The axes of the experiment matrix: architectures, recipes, token sets and decision rules.
+
+Every experiment in the project (``newllm reproduce``, the convergence-regression properties, the
+benchmarks) picks its values from these four registries and from a list of seeds; nothing else
+defines an architecture, a Phase 1 recipe, a token set or a decision rule.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ..config import ModelConfig, SolverConfig
+from ..metrics import convert_threshold
+from ..phase1 import Phase1Config
+from ..tokens import spread_token_ids
+
+#: name -> ModelConfig fields of the architecture (dims, vocabulary, dropout: ModelConfig's defaults,
+#: the seeds' 256/256/256, 50,259, 0.1, unless a caller overrides them).
+ARCHITECTURES: dict[str, dict[str, Any]] = {
+    "sequential": {"arch": "sequential"},  # one block of 2 layers: structure (2,)
+    "layerwise": {"arch": "layerwise"},  # two blocks of 1 layer: structure (1, 1)
+    "mixed": {"structure": (2, 2)},  # two blocks of 2 layers
+}
+#: The two architectures the seed notes study (reproduce and family 4 run these).
+NOTES_ARCHITECTURES = ("sequential", "layerwise")
+
+
+def model_config(arch: str, **overrides: Any) -> ModelConfig:
+    """The :class:`ModelConfig` of architecture ``arch`` with ``overrides`` (e.g. dims, ``context_clamp``)."""
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"architecture must be one of {sorted(ARCHITECTURES)}, got {arch!r}")
+    return ModelConfig(**ARCHITECTURES[arch], **overrides)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A named set of Phase 1 settings; ``settings is None`` for the untrained recipe. The loop, the
+    seed and the batch size are chosen by the experiment (:meth:`phase1`); clipping is always 1.0."""
+
+    name: str
+    settings: dict[str, Any] | None
+    about: str
+
+    @property
+    def trained(self) -> bool:
+        return self.settings is not None
+
+    def phase1(self, *, loop: str, seed: int, batch_samples: int = 1) -> Phase1Config:
+        if self.settings is None:
+            raise ValueError(f"recipe {self.name!r} does not train")
+        return Phase1Config(**self.settings, loop=loop, seed=seed, batch_samples=batch_samples, grad_clip=1.0)
+
+
+RECIPES: dict[str, Recipe] = {
+    r.name: r
+    for r in (
+        Recipe("untrained", None, "the initial weights (build_model(config, seed))"),
+        Recipe(
+            "001",
+            {"epochs": 3, "learning_rate": 1e-4, "max_iterations": 50, "threshold": 0.01, "warmup": 0},
+            "the seeds' reported Phase 1 settings (001/002; Phase1Config's defaults)",
+        ),
+        Recipe(
+            "004",
+            {"epochs": 5, "learning_rate": 1e-4, "max_iterations": 200, "threshold": 0.01, "warmup": 10},
+            "spec 004's hyperparameters",
+        ),
+        Recipe(
+            "jacobian",
+            {
+                "epochs": 5,
+                "learning_rate": 3e-3,
+                "max_iterations": 50,
+                "threshold": 0.01,
+                "warmup": 0,
+                "jacobian_weight": 1.0,
+            },
+            "Jacobian-regularised (Bai et al., 2021): trains a small model to contract (property family 3)",
+        ),
+    )
+}
+
+#: Token-set kinds: ``spread`` 100, 200, ... (``spread_token_ids``; seeds 000/001), ``first`` 0 .. n-1
+#: (seed 002), ``random`` n ids uniform over the vocabulary (repeats possible), ``distinct`` n distinct
+#: ids (a random permutation's prefix); the random kinds from ``torch.Generator().manual_seed(seed)``.
+TOKEN_SETS = ("spread", "first", "random", "distinct")
+
+
+def token_ids(kind: str, n: int, vocab_size: int, *, seed: int = 0) -> list[int]:
+    """The ``n`` token ids of token set ``kind`` (:data:`TOKEN_SETS`) for a vocabulary of ``vocab_size``."""
+    if kind == "spread":
+        return spread_token_ids(n, vocab_size)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"token count must be a positive integer, got {n!r}")
+    if kind == "first" or kind == "distinct":
+        if n > vocab_size:
+            raise ValueError(f"{n} tokens do not fit the vocabulary of {vocab_size}")
+        if kind == "first":
+            return list(range(n))
+        gen = torch.Generator().manual_seed(seed)
+        return torch.randperm(vocab_size, generator=gen)[:n].tolist()
+    if kind == "random":
+        gen = torch.Generator().manual_seed(seed)
+        return torch.randint(0, vocab_size, (n,), generator=gen).tolist()
+    raise ValueError(f"token set must be one of {list(TOKEN_SETS)}, got {kind!r}")
+
+
+#: Iterations of every decision rule (seed 000's eval budget).
+RULE_ITERATIONS = 200
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A convergence decision: the first iteration ``k > warmup`` whose residual (``metric``, between
+    ``f(c)`` and ``c``) is below ``threshold``, within ``max_iterations``; eval mode (no dropout)."""
+
+    name: str
+    metric: str
+    threshold: float
+    warmup: int
+    max_iterations: int = RULE_ITERATIONS
+
+    @property
+    def label(self) -> str:
+        return f"eval, {self.metric} < {self.threshold:g}, warmup {self.warmup}, max {self.max_iterations} it"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "metric": self.metric,
+            "threshold": self.threshold,
+            "warmup": self.warmup,
+            "max_iterations": self.max_iterations,
+            "mode": "eval",
+        }
+
+    def solver_config(self, method: str = "picard") -> SolverConfig:
+        return SolverConfig(
+            max_iterations=self.max_iterations,
+            warmup=self.warmup,
+            threshold=self.threshold,
+            metric=self.metric,
+            method=method,
+        )
+
+
+def rules(context_dim: int) -> dict[str, Rule]:
+    """The named decision rules. ``l2_equiv`` is ``mse < 0.01`` rewritten in l2 units (``sqrt(D * 0.01)``)."""
+    eq = convert_threshold(0.01, "mse", "l2", context_dim)
+    rs = [
+        Rule("seed000", "l2", 0.01, 100),  # the notes' untrained setting (000, 003)
+        Rule("mse_w100", "mse", 0.01, 100),  # the same, judged in MSE
+        Rule("mse", "mse", 0.01, 0),  # the seeds' fixed metric, no warmup (002)
+        Rule("l2", "l2", 0.01, 0),  # the pre-fix metric, no warmup (002 "before the fix")
+        Rule("l2_equiv", "l2", eq, 0),  # mse < 0.01 expressed in l2
+        Rule("mse_w10", "mse", 0.01, 10),  # spec 004's warmup
+        Rule("rel1e-4", "rel", 1e-4, 0),  # a strict, scale-free rule (the benchmarks)
+    ]
+    return {r.name: r for r in rs}
+
+
+#: The rules the seed notes use (reproduce judges its claims under these).
+NOTES_RULES = ("seed000", "mse_w100", "mse", "l2", "l2_equiv", "mse_w10")
+
+
+def seeds(n: int, start: int = 0) -> tuple[int, ...]:
+    """``n`` consecutive model seeds from ``start``: the seed axis (a seed fixes the initial weights and
+    Phase 1's dropout and shuffling)."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"the number of seeds must be a positive integer, got {n!r}")
+    return tuple(range(start, start + n))
