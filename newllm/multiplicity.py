@@ -97,7 +97,8 @@ def distinct_fixed_points(
     found: list[list[tuple[torch.Tensor, str]]] = [[] for _ in range(next(iter(starts.values())).shape[0])]
     for name, z0 in starts.items():
         for method in methods:
-            res = iterate(fn, z0, replace(config, method=method))
+            with torch.no_grad():
+                res = iterate(fn, z0, replace(config, method=method))
             for i in res.converged.nonzero().flatten().tolist():
                 found[i].append((res.context[i], f"{name}/{method}"))
     bound = _bounds(fn, found) if certify else None

@@ -117,8 +117,9 @@ def print_table(o: dict) -> None:
         f"mode {o['context_mode']}  method {o['method']}"
     )
     print(f"{'token':>8} {'status':>15} {'iters':>6} {o['metric'] + ' residual':>16}")
+    bounds = o.get("error_bound") or [None] * len(o["token_ids"])
     rows = list(
-        zip(o["token_ids"], o["status"], o["iterations"], o["final_residual"][o["metric"]], strict=True)
+        zip(o["token_ids"], o["status"], o["iterations"], o["final_residual"][o["metric"]], bounds, strict=True)
     )
     shown: list[tuple | None] = list(rows) if len(rows) <= 20 else [*rows[:10], None, *rows[-5:]]
     for r in shown:
@@ -126,7 +127,7 @@ def print_table(o: dict) -> None:
             print(f"{'...':>8}")
             continue
         res = "nan" if r[3] is None else f"{r[3]:.3e}"
-        print(f"{r[0]:>8} {r[1]:>15} {r[2]:>6} {res:>16}")
+        print(f"{r[0]:>8} {r[1]:>15} {r[2]:>6} {res:>16}  {verdict(r[1], r[4]) if o['certify'] else ''}".rstrip())
     if o["certify"]:
         print(f"certified {o['certified']}/{o['converged']} converged tokens (l2 error bound, see docs/certify.md)")
     mic = o["mean_iterations_converged"]
