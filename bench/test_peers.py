@@ -4,7 +4,7 @@ newllm converges fewer tokens than a peer, or needs a higher median NFE than a p
 many. Wall-time ratios go to ``extra_info``-style printing, not into the gate (times are noisy on
 shared machines; reports/certify/ holds a measured table).
 
-Needs the ``peers`` extra (``pip install -e ".[peers]"``); skipped cleanly without torchdeq.
+The comparisons need the ``peers`` extra (``pip install -e ".[peers]"``) and skip cleanly without torchdeq.
 Run: ``pytest bench/test_peers.py -n 0``.
 """
 
@@ -15,11 +15,23 @@ import torch
 
 from bench import peers
 
-pytest.importorskip("torchdeq", reason="the peers extra (torchdeq) is not installed")
+
+def _row(ours: tuple[int, float], peer: tuple[int, float]) -> dict:
+    s = {"newllm-anderson": {"converged": ours[0], "median_nfe": ours[1]},
+         "torchdeq-broyden": {"converged": peer[0], "median_nfe": peer[1]}}
+    return {"problem": "p", "solvers": s}
+
+
+def test_the_gate_counts_converged_tokens_first_then_evaluations():
+    assert peers.losses(_row((60, 50.0), (60, 100.0))) == []
+    assert peers.losses(_row((60, 500.0), (5, 100.0))) == []  # the peer converges fewer: its NFE does not count
+    assert peers.losses(_row((59, 50.0), (60, 500.0))) == ["p: torchdeq-broyden converges 60 tokens, newllm 59"]
+    assert peers.losses(_row((60, 101.0), (60, 100.0))) == ["p: torchdeq-broyden median NFE 100, newllm 101"]
 
 
 @pytest.mark.parametrize("name", list(peers.PROBLEMS))
 def test_newllm_is_ahead_of_torchdeq(name):
+    pytest.importorskip("torchdeq", reason="the peers extra (torchdeq) is not installed")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

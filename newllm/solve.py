@@ -54,7 +54,7 @@ def solve(
             emb = model.embed(ids)  # [*S, E]
             shape = tuple(ids.shape)
             c0 = model.initial_context(shape) if init is None else _broadcast_init(init, shape, model)
-            masks = model.dropout_masks(shape, generator=generator) if fixed else None
+            masks = model.dropout_masks(shape, generator=generator) if fixed else None  # type: ignore[attr-defined]
             if config.context_mode == "carry":
                 res = _solve_carry(model, emb, c0, config, generator, masks)
             else:
@@ -66,7 +66,10 @@ def solve(
             res.extra["dropout_masks"] = masks  # the fixed masks ([*S, H] each): the map that was solved
         if certify:
             from .certify import certify as _certify
+            from .model import CVFPModel
 
+            if not isinstance(model, CVFPModel):
+                raise ValueError(f"certify=True needs a newllm CVFPModel (a float64 twin), got {type(model).__name__}")
             res = _certify(model, emb, res, masks=masks)
         return res
     finally:

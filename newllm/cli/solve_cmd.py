@@ -12,7 +12,6 @@ from ..config import SolverConfig
 from ..metrics import METRICS
 from ..model import build_model
 from ..solve import solve
-from ..solvers import SOLVERS
 from . import common
 
 NAME = "solve"

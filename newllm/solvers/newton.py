@@ -12,6 +12,8 @@ backward passes and an ``O(D³)`` solve per row and iteration.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch.func import vjp, vmap
 
@@ -28,8 +30,7 @@ def newton(fn: RowMap, book: RowBook) -> None:
         if rows.numel() == 0:
             break
         sub = None if rows.numel() == book.n else rows
-        f, pull = vjp(lambda x, _sub=sub: fn(x, _sub), z)
-        f = f.detach()
+        f, pull = _pullback(fn, z, sub)
         if f.shape != z.shape:
             raise ValueError(f"the map returned shape {tuple(f.shape)} for input shape {tuple(z.shape)}")
         go = book.record(k, rows, z, f)
@@ -39,7 +40,7 @@ def newton(fn: RowMap, book: RowBook) -> None:
             if rows.numel() == 0:
                 break
             sub = None if rows.numel() == book.n else rows
-            f_again, pull = vjp(lambda x, _sub=sub: fn(x, _sub), z)  # the pullback of the remaining rows
+            _, pull = _pullback(fn, z, sub)  # the pullback of the remaining rows
         basis = torch.eye(d, dtype=z.dtype, device=z.device).unsqueeze(1).expand(d, rows.numel(), d)
         jac = vmap(pull)(basis)[0].permute(1, 0, 2).to(f64)  # [r, D, D]
         a_mat = torch.eye(d, dtype=f64, device=z.device) - jac
@@ -48,3 +49,9 @@ def newton(fn: RowMap, book: RowBook) -> None:
         ok = solved & torch.isfinite(step.sum(-1))
         z = torch.where(ok.unsqueeze(1), step.to(z.dtype), f).detach()
     book.z[rows] = z
+
+
+def _pullback(fn: RowMap, z: torch.Tensor, rows: torch.Tensor | None) -> tuple[torch.Tensor, Callable]:
+    """``(fn(z, rows) [r, D] detached, its VJP function)``."""
+    out = vjp(lambda x: fn(x, rows), z)
+    return out[0].detach(), out[1]
