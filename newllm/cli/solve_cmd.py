@@ -12,6 +12,7 @@ from ..config import SolverConfig
 from ..metrics import METRICS
 from ..model import build_model
 from ..solve import solve
+from ..solvers import SOLVERS
 from . import common
 
 NAME = "solve"
@@ -40,7 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="reset: every token from zeros; carry: token t from t-1's fixed point (default %(default)s)",
     )
     g.add_argument(
-        "--method", choices=("picard", "anderson"), default="picard", help="solver (default %(default)s)"
+        "--method", choices=tuple(SOLVERS), default="picard", help="solver (default %(default)s)"
     )
     g.add_argument("--damping", type=float, default=1.0, help="Picard/Anderson damping beta (default 1)")
     g.add_argument("--train-mode", action="store_true", help="iterate in train mode (dropout on)")
