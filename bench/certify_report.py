@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 from pathlib import Path
 from typing import Any
 
@@ -136,12 +137,109 @@ def measure(name: str, have_peers: bool) -> dict[str, Any]:
     return row
 
 
+def _g(x: float | None, fmt: str = ".3g") -> str:
+    return "–" if x is None else format(x, fmt)
+
+
+def render(doc: dict[str, Any]) -> str:
+    """report.md from the report's JSON document."""
+    st, rows = doc["settings"], doc["problems"]
+    out = [
+        "# Certified fixed points and the peer comparison (issue 17)",
+        "",
+        f"One run of `python -m bench.certify_report` (torch {st['torch']}, one thread, CPU; torchdeq installed: "
+        f"{st['torchdeq']}). Problems (bench/peers.py): dims {st['dim']}, {st['tokens']} `spread` tokens, "
+        f"{st['dtype']}, eval mode, zero starts, rel < {st['threshold']:g}, ≤ {st['max_evaluations']} evaluations, "
+        "model seed 0 (one seed: every number is deterministic given it; no interval over seeds).",
+        "",
+        "## newllm vs TorchDEQ 0.1.0",
+        "",
+        "Converged: tokens passing one independent check (one more evaluation, rel < threshold). NFE: "
+        "evaluations of `f` per token (TorchDEQ evaluates the whole batch until its batch-wide stop). "
+        "Wall: newllm's CPU seconds / the peer's, same run.",
+        "",
+        "| problem | solver | converged | median NFE | CPU s | newllm/peer wall |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        for name, s in r["solvers"].items():
+            peer = name.removeprefix("torchdeq-")
+            ratio = r.get("wall_ratio", {}).get(peer) if name != "newllm-anderson" else None
+            out.append(f"| {r['problem']} | {name} | {s['converged']}/{r['tokens']} | {s['median_nfe']:g} | "
+                       f"{s['seconds']:.2f} | {_g(ratio, '.2f')} |")
+    out += ["", "Gate losses: " + ("; ".join(x for r in rows for x in r["losses"]) or "none"), ""]
+    out += _bounds_md(rows) + _grad_md(rows) + _cost_md(doc) + _multi_md(rows)
+    return "\n".join(out) + "\n"
+
+
+def _bounds_md(rows: list[dict[str, Any]]) -> list[str]:
+    out = ["## Error bounds vs the true distance", "",
+           "newllm's Anderson contexts that pass the check, certified (`newllm.certify`), against the distance "
+           "to the fixed point Newton refinement (rel < 1e-10) reaches from them. Holds: bound ≥ distance; "
+           "≤ 10×: and bound ≤ 10 × distance.", "",
+           "| problem | converged | refined | certified (contraction/linearised) | holds | ≤ 10× | median bound/dist | "
+           "max bound/dist | σ_min(I−J) range | max rel. distance |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        b = r["bounds"]
+        out.append(f"| {r['problem']} | {b['converged']} | {b['refined']} | {b['certified']} "
+                   f"({b['kinds']['contraction']}/{b['kinds']['linearised']}) | {b['bound_holds']} | {b['within_10x']} | "
+                   f"{_g(b['ratio_median'])} | {_g(b['ratio_max'])} | {b['sigma_min_range'][0]:.2g}–"
+                   f"{b['sigma_min_range'][1]:.2g} | {b['max_relative_distance']:.3g} |")
+    return [*out, ""]
+
+
+def _grad_md(rows: list[dict[str, Any]]) -> list[str]:
+    out = ["## Gradients through the fixed point", "",
+           "Parameter gradient of a fixed random linear loss on the first tokens, at the fixed points Newton "
+           "reaches (rel < 1e-12) from newllm's contexts, against the dense exact implicit gradient (float64).",
+           "", "| problem | forward converged | backward converged (median NFE) | min σ_min(I−J) | implicit cosine "
+           "| implicit rel. error | one-step cosine | phantom (5) cosine |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        g = r["gradients"]
+        out.append(f"| {r['problem']} | {g['forward_converged']}/{g['tokens']} | {g['backward_converged']}/"
+                   f"{g['tokens']} ({g['backward_nfe_median']:g}) | {g['sigma_min']:.2g} | "
+                   f"{g['implicit']['cosine']:.6f} | {g['implicit']['relative_error']:.2e} | "
+                   f"{g['one_step']['cosine']:.3f} | {g['phantom']['cosine']:.3f} |")
+    return [*out, ""]
+
+
+def _cost_md(doc: dict[str, Any]) -> list[str]:
+    out = ["## Anderson's CPU time per token-evaluation over Picard's", "",
+           "Same problem, same run, one thread; tokens stop one by one, so a few slow tokens run "
+           "Anderson on a small batch, where the per-step overhead dominates.", "",
+           "| problem | Anderson / Picard per token-evaluation | token-evaluations Picard / Anderson |", "|---|---|---|"]
+    for r in [*doc["problems"], *[{"problem": x["problem"], "anderson_over_picard": x}
+                                  for x in doc.get("full_size_anderson_over_picard", [])]]:
+        a = r["anderson_over_picard"]
+        out.append(f"| {r['problem']} | {a['ratio']:.2f} | {a['token_evaluations']['picard']:g} / "
+                   f"{a['token_evaluations']['anderson']:g} |")
+    return [*out, ""]
+
+
+def _multi_md(rows: list[dict[str, Any]]) -> list[str]:
+    out = ["## Multiplicity probe", "", "Starts zeros, two random, carry; Anderson and Broyden; rel < 1e-10.", "",
+           "| problem | tokens | with several fixed points | with none found | degenerate points | σ_max range |",
+           "|---|---|---|---|---|---|"]
+    for r in rows:
+        m = r["multiplicity"]
+        rng = "–" if m["sigma_max_range"] is None else f"{m['sigma_max_range'][0]:.4f}–{m['sigma_max_range'][1]:.4f}"
+        out.append(f"| {r['problem']} | {m['tokens']} | {m['tokens_with_several']} | {m['tokens_with_none']} | "
+                   f"{m['degenerate_points']} | {rng} |")
+    return [*out, ""]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="reports/certify")
     ap.add_argument("--problems", default=",".join(peers.PROBLEMS))
     ap.add_argument("--no-full-size", dest="full_size", action="store_false", help="skip the 256-dim ratio")
+    ap.add_argument("--from-json", help="only render report.md from this report.json")
     args = ap.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.from_json:
+        (out / "report.md").write_text(render(json.loads(Path(args.from_json).read_text())))
+        return 0
     torch.set_num_threads(1)
     have = importlib.util.find_spec("torchdeq") is not None
     rows = [measure(n, have) for n in args.problems.split(",")]
@@ -149,10 +247,8 @@ def main(argv: list[str] | None = None) -> int:
                         "max_evaluations": peers.MAX_EVALUATIONS, "dtype": "float64", "seed": 0,
                         "torch": torch.__version__, "torchdeq": have}, "problems": rows,
            "full_size_anderson_over_picard": [full_size_ratio(a) for a in FULL_SIZE if args.full_size]}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(dumps(doc) + "\n")
-    print(dumps(doc))
+    (out / "report.json").write_text(dumps(doc, indent=1) + "\n")
+    (out / "report.md").write_text(render(doc))
     return 0 if not any(r["losses"] for r in rows) else 1
 
 
