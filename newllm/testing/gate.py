@@ -48,7 +48,9 @@ def load_baseline(source: str | Path | dict[str, Any]) -> dict[str, Any]:
         except B.FormatError as exc:
             raise ValueError(f"baseline: {exc}") from None
     if CONFIG not in doc["configurations"]:
-        raise ValueError(f"{where} holds no {CONFIG!r} configuration (write it with newllm verify --write-baseline)")
+        raise ValueError(
+            f"{where} holds no {CONFIG!r} configuration (write it with newllm verify --write-baseline)"
+        )
     st = doc["settings"]
     if not isinstance(st.get("token_ids"), list) or not isinstance(st.get("solver"), dict):
         raise ValueError(f"{where}: its settings must hold 'token_ids' (a list) and 'solver' (an object)")
