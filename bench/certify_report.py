@@ -30,6 +30,8 @@ from newllm.runs.jsonio import dumps
 from newllm.solvers import iterate
 
 GRAD_TOKENS = 8
+#: The gradient goal is judged where the smallest σ_min(I − J) over the gradient tokens is at least this.
+WELL_CONDITIONED = 1e-4
 PROBE_TOKENS = 16
 REFINE = SolverConfig(method="newton", metric="rel", threshold=1e-10, max_iterations=30, divergence_factor=None)
 #: The forward solve of the gradient check: Newton from newllm's Anderson contexts to rel < 1e-12.
@@ -168,8 +170,34 @@ def render(doc: dict[str, Any]) -> str:
             out.append(f"| {r['problem']} | {name} | {s['converged']}/{r['tokens']} | {s['median_nfe']:g} | "
                        f"{s['seconds']:.2f} | {_g(ratio, '.2f')} |")
     out += ["", "Gate losses: " + ("; ".join(x for r in rows for x in r["losses"]) or "none"), ""]
-    out += _bounds_md(rows) + _grad_md(rows) + _cost_md(doc) + _multi_md(rows)
+    out += _goals_md(doc) + _bounds_md(rows) + _grad_md(rows) + _cost_md(doc) + _multi_md(rows)
     return "\n".join(out) + "\n"
+
+
+def _goals_md(doc: dict[str, Any]) -> list[str]:
+    """The issue's goals, judged on this run (well conditioned: min σ_min(I − J) ≥ WELL_CONDITIONED)."""
+    rows = doc["problems"]
+    cert = sum(r["bounds"]["certified"] for r in rows)
+    holds = sum(r["bounds"]["bound_holds"] for r in rows)
+    tight = sum(r["bounds"]["within_10x"] for r in rows)
+    conv = sum(r["bounds"]["converged"] for r in rows)
+    well = [r for r in rows if r["gradients"]["sigma_min"] >= WELL_CONDITIONED]
+    bad = [r["problem"] for r in rows if r["gradients"]["sigma_min"] < WELL_CONDITIONED]
+    cos = min((r["gradients"]["implicit"]["cosine"] for r in well), default=None)
+    err = max((r["gradients"]["implicit"]["relative_error"] for r in well), default=None)
+    full = [x["ratio"] for x in doc.get("full_size_anderson_over_picard", [])]
+    return [
+        "## Goals on this run", "",
+        f"- Error bounds: {holds}/{cert} certified tokens have bound ≥ true distance, {tight}/{cert} also ≤ 10× it "
+        f"(goal ≥ 99%); but only {cert} of {conv} converged tokens are certified at all.",
+        f"- Implicit gradient where I − J is well conditioned (min σ_min ≥ {WELL_CONDITIONED:g}: "
+        f"{', '.join(r['problem'] for r in well)}): min cosine {_g(cos, '.6f')}, max relative error {_g(err, '.1e')} "
+        f"(goal ≥ 0.9999, ≤ 1e-3). Not well conditioned, failure reported below: {', '.join(bad) or 'none'}.",
+        f"- Anderson CPU time per token-evaluation over Picard's: {', '.join(f'{x:.2f}' for x in full)} on the "
+        "full-size untrained models (goal ≤ 1.5: not met).",
+        "- newllm vs TorchDEQ: gate losses " + ("; ".join(x for r in rows for x in r["losses"]) or "none") + ".",
+        "",
+    ]
 
 
 def _bounds_md(rows: list[dict[str, Any]]) -> list[str]:
