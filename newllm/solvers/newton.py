@@ -12,6 +12,8 @@ backward passes and an ``O(D³)`` solve per row and iteration.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from ..contraction.jacobian import jacobian
@@ -37,10 +39,15 @@ def newton(fn: RowMap, book: RowBook) -> None:
             if rows.numel() == 0:
                 break
             sub = None if rows.numel() == book.n else rows
-        jac = jacobian(lambda x, _sub=sub: fn(x, _sub), z).to(f64)  # [r, D, D]
+        jac = jacobian(_at_rows(fn, sub), z).to(f64)  # [r, D, D]
         a_mat = torch.eye(z.shape[1], dtype=f64, device=z.device) - jac
         delta, solved = solve_rows(a_mat, (f - z).to(f64))
         step = z.to(f64) + delta
         ok = solved & torch.isfinite(step.sum(-1))
         z = torch.where(ok.unsqueeze(1), step.to(z.dtype), f).detach()
     book.z[rows] = z
+
+
+def _at_rows(fn: RowMap, rows: torch.Tensor | None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``z -> fn(z, rows)``."""
+    return lambda z: fn(z, rows)
