@@ -75,4 +75,9 @@ class Phase1Config:
         return F.from_json(cls, path)
 
     def to_dict(self) -> dict[str, Any]:
-        return F.to_dict(self)
+        """Every field, except ``dropout_mode`` at its default ``fresh`` (so that configs, cache keys and
+        baselines made before the field existed stay equal)."""
+        out = F.to_dict(self)
+        if out["dropout_mode"] == "fresh":
+            del out["dropout_mode"]
+        return out
