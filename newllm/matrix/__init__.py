@@ -14,10 +14,12 @@ shared regression models of :mod:`~newllm.matrix.regression`.
 
 from .axes import (
     ARCHITECTURES,
+    CONTROL_RULES,
     NOTES_ARCHITECTURES,
     NOTES_RULES,
     RECIPES,
     RULE_ITERATIONS,
+    STABLE_RULES,
     TOKEN_SETS,
     Recipe,
     Rule,
@@ -31,12 +33,14 @@ from .models import Built, ModelSpec, build, initial_model
 __all__ = [
     "ARCHITECTURES",
     "Built",
+    "CONTROL_RULES",
     "ModelSpec",
     "NOTES_ARCHITECTURES",
     "NOTES_RULES",
     "RECIPES",
     "RULE_ITERATIONS",
     "Recipe",
+    "STABLE_RULES",
     "Rule",
     "TOKEN_SETS",
     "build",
