@@ -17,6 +17,8 @@ from .solvers import SOLVERS
 #: Values of the ``arch`` shorthand (the named architectures of experiments: newllm.matrix.ARCHITECTURES).
 ARCH_VALUES = ("sequential", "layerwise")
 CONTEXT_MODES = ("reset", "carry")
+#: ``fresh``: new dropout masks at every evaluation (the seeds). ``fixed``: one mask per token per solve.
+DROPOUT_MODES = ("fresh", "fixed")
 
 #: GPT-2's 50,257 ids plus the two chat markers <|im_start|>, <|im_end|> (as in the seeds).
 DEFAULT_VOCAB_SIZE = 50_259
@@ -139,6 +141,9 @@ class SolverConfig:
     context_mode: str = "reset"
     #: Iterate in train mode (dropout on, masks from the generator). The seeds' untrained tests: False.
     train_mode: bool = False
+    #: With ``train_mode``: ``fresh`` masks at every iteration (the seeds') or one ``fixed`` mask per
+    #: token for the whole solve (drawn from the generator once; the map being solved is then deterministic).
+    dropout_mode: str = "fresh"
     method: str = "picard"
     #: Picard damping beta: ``c <- c + beta (f(c) - c)``; 1.0 is plain iteration.
     damping: float = 1.0
@@ -146,6 +151,12 @@ class SolverConfig:
     anderson_m: int = 5
     #: Anderson Tikhonov regularisation, relative to the scale of the residual Gram matrix.
     anderson_reg: float = 1e-8
+    #: Rank-one updates Broyden keeps per row before restarting (``method="broyden"``/``"hybrid"``);
+    #: None: all of them (memory ``2 N D max_iterations`` float64 values).
+    broyden_memory: int | None = None
+    #: ``method="hybrid"``: a row switches from Anderson to Broyden when its lowest residual has not
+    #: improved by 1% for this many iterations.
+    hybrid_window: int = 80
     #: End a token as diverged when its l2 residual exceeds this factor times its lowest one (None: off).
     divergence_factor: float | None = 1e6
     #: End a token as stalled when its lowest residual has not improved by 1% in this many iterations (None: off).
@@ -167,10 +178,14 @@ class SolverConfig:
         F.check_choice("metric", self.metric, tuple(METRICS))
         F.check_choice("context_mode", self.context_mode, CONTEXT_MODES)
         F.check_bool("train_mode", self.train_mode)
+        F.check_choice("dropout_mode", self.dropout_mode, DROPOUT_MODES)
         F.check_choice("method", self.method, tuple(SOLVERS))
         F.check_float("damping", self.damping, 0.0, 1.0, lo_open=True)
         F.check_int("anderson_m", self.anderson_m, 1, 100)
         F.check_float("anderson_reg", self.anderson_reg, 0.0, 1.0)
+        if self.broyden_memory is not None:
+            F.check_int("broyden_memory", self.broyden_memory, 1, 10_000_000)
+        F.check_int("hybrid_window", self.hybrid_window, 1, 10_000_000)
         if self.divergence_factor is not None:
             F.check_float("divergence_factor", self.divergence_factor, 1.0, None, lo_open=True)
         if self.stall_window is not None:

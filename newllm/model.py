@@ -84,24 +84,60 @@ class CVFPModel(nn.Module):
         w = self.token_embedding.weight
         return torch.zeros(*shape, self.config.context_dim, device=w.device, dtype=w.dtype)
 
+    def dropout_masks(
+        self, shape: Sequence[int] | torch.Size, *, generator: torch.Generator | None = None
+    ) -> list[torch.Tensor]:
+        """One inverted-dropout mask ``[*shape, H]`` per dropout site (block by block, layer by layer),
+        entries ``keep / (1 - p)`` with ``keep ~ Bernoulli(1 - p)`` drawn from ``generator``.
+
+        Pass them to :meth:`step` as ``masks`` to hold one mask per token across iterations
+        (``SolverConfig.dropout_mode="fixed"``); all ones when ``dropout`` is 0.
+        """
+        w = self.token_embedding.weight
+        p = self.config.dropout
+        out = []
+        for block in cast("Iterable[Block]", self.blocks):
+            for layer in block.layers:
+                size = (*shape, layer.out_features)
+                if p == 0.0:
+                    out.append(torch.ones(size, device=w.device, dtype=w.dtype))
+                    continue
+                keep = torch.rand(size, generator=generator, device=w.device, dtype=w.dtype) >= p
+                out.append(keep / (1.0 - p))
+        return out
+
     def step(
-        self, token_emb: torch.Tensor, context: torch.Tensor, *, generator: torch.Generator | None = None
+        self,
+        token_emb: torch.Tensor,
+        context: torch.Tensor,
+        *,
+        generator: torch.Generator | None = None,
+        masks: Sequence[torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """One application of ``f(c, token)``: ``[..., E], [..., C] -> [..., C]``.
 
-        Leading dims broadcast. In train mode dropout masks are drawn from ``generator``
-        (the global RNG when None).
+        Leading dims broadcast. In train mode dropout masks are drawn from ``generator`` (the
+        global RNG when None) at every call, or taken from ``masks`` (from :meth:`dropout_masks`,
+        each broadcastable to ``[..., H]``) when given; in eval mode there is no dropout.
         """
         lead = torch.broadcast_shapes(token_emb.shape[:-1], context.shape[:-1])
         e = token_emb.expand(*lead, token_emb.shape[-1])
         c = context.expand(*lead, context.shape[-1])
         p = self.config.dropout if self.training else 0.0
         clamp = self.config.context_clamp
+        if masks is not None and len(masks) != self.config.total_layers:
+            raise ValueError(f"masks must hold one tensor per layer ({self.config.total_layers}), got {len(masks)}")
+        site = 0
         for block in cast("Iterable[Block]", self.blocks):
             h = torch.cat([e, c], dim=-1)
             for layer in block.layers:
                 # in place on the Linear output (autograd keeps Linear's inputs, not its output)
-                h = _dropout(Fn.relu_(layer(h)), p, generator)
+                h = Fn.relu_(layer(h))
+                if masks is None:
+                    h = _dropout(h, p, generator)
+                elif self.training:
+                    h = h * masks[site]
+                site += 1
             forget, inp, delta = block.gates(h).chunk(3, dim=-1)
             c = block.norm((torch.sigmoid(forget) * c).add_(torch.sigmoid(inp) * torch.tanh(delta)))
             if clamp is not None:

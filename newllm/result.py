@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -9,6 +10,19 @@ from typing import Any
 import torch
 
 from .stop import Status
+
+
+class BoundKind(enum.IntEnum):
+    """What an a posteriori error bound rests on (``FixedPointResult.error_bound_kind`` holds the codes)."""
+
+    NONE = 0  # nothing certified: the bound is inf
+    CONTRACTION = 1  # r / (1 - k) with k < 1 the Lipschitz constant on a ball around the context
+    LINEARISED = 2  # Newton-Kantorovich: from the linearisation I - J, its sigma_min and J's variation
+
+    @property
+    def label(self) -> str:
+        """The JSON/table name: ``none``, ``contraction``, ``linearised``."""
+        return self.name.lower()
 
 
 @dataclass
@@ -22,6 +36,10 @@ class FixedPointResult:
     metric, each ``[*S]`` (between ``f(c)`` and ``c`` of the last iteration). ``lowest_residual [*S]``:
     lowest residual seen in the solver's metric. ``trace`` (when recorded): every metric, each
     ``[K, *S]``, NaN after a token stopped.
+
+    With ``solve(..., certify=True)``: ``error_bound [*S]`` float64, an upper bound on the l2 distance
+    from ``context`` to a fixed point of the map (``inf`` where nothing is certified), and
+    ``error_bound_kind [*S]`` int8 :class:`BoundKind` codes (see :mod:`newllm.certify`).
     """
 
     context: torch.Tensor
@@ -35,6 +53,8 @@ class FixedPointResult:
     max_iterations: int
     trace: dict[str, torch.Tensor] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    error_bound: torch.Tensor | None = None
+    error_bound_kind: torch.Tensor | None = None
 
     @property
     def converged(self) -> torch.Tensor:
@@ -88,10 +108,25 @@ class FixedPointResult:
             max_iterations=self.max_iterations,
             trace=trace,
             extra=dict(self.extra),
+            error_bound=None if self.error_bound is None else self.error_bound.reshape(shape),
+            error_bound_kind=None if self.error_bound_kind is None else self.error_bound_kind.reshape(shape),
         )
 
     def status_names(self) -> list[str]:
         return [Status(int(s)).label for s in self.status.flatten()]
+
+    @property
+    def certified(self) -> torch.Tensor:
+        """Bool ``[*S]``: converged and given a finite error bound (False everywhere when not certified)."""
+        if self.error_bound_kind is None:
+            return torch.zeros_like(self.converged)
+        return self.converged & (self.error_bound_kind != BoundKind.NONE)
+
+    def bound_kind_names(self) -> list[str]:
+        """Per-token ``contraction`` | ``linearised`` | ``none`` (empty when not certified)."""
+        if self.error_bound_kind is None:
+            return []
+        return [BoundKind(int(k)).label for k in self.error_bound_kind.flatten()]
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready counts and per-token lists."""
@@ -109,6 +144,16 @@ class FixedPointResult:
             "evaluations": self.evaluations.flatten().tolist(),
             "status": self.status_names(),
             "final_residual": {k: _floats(v) for k, v in self.residual.items()},
+            **self._bound_summary(),
+        }
+
+    def _bound_summary(self) -> dict[str, Any]:
+        if self.error_bound is None:
+            return {}
+        return {
+            "error_bound": _floats(self.error_bound),
+            "error_bound_kind": self.bound_kind_names(),
+            "certified": int(self.certified.sum()),
         }
 
 

@@ -145,3 +145,16 @@ def test_renamed_config_keys_load_with_a_deprecation_warning():
         assert SolverConfig.from_dict({"dropout": True}).train_mode is True
     with pytest.raises(ValueError, match="both 'tolerance'"):
         Phase1Config.from_dict({"tolerance": 0.2, "threshold": 0.1})
+
+
+def test_solve_certify_reports_bounds_in_json_and_says_uncertified_in_the_table(capsys):
+    base = ("solve", "--dim", "16", "--vocab-size", "200", "--tokens", "3", "--method", "anderson", "--certify")
+    code, out, _ = run_cli(capsys, *base, "--metric", "rel", "--threshold", "1e-6", "--max-iterations", "400", "--json")
+    o = json.loads(out)
+    assert code == 0 and o["certify"] is True and o["converged"] == 3 and o["certified"] == 3
+    assert "none" not in o["error_bound_kind"] and all(0 < b < 1e-2 for b in o["error_bound"])
+    # the seeds' mse < 0.01 passes after 2 iterations, far from a certifiable context
+    code, out, _ = run_cli(capsys, *base)
+    assert code == 0 and out.count("converged (residual only, uncertified)") == 3 and "error ≤" not in out
+    code, out, _ = run_cli(capsys, *base, "--metric", "rel", "--threshold", "1e-6", "--max-iterations", "400")
+    assert out.count("converged, error ≤ ") == 3 and "certified 3/3" in out

@@ -160,7 +160,7 @@ def _affine(rho: float, d: int = 6, n: int = 4, seed: int = 0):
     return fn, x_star
 
 
-@pytest.mark.parametrize("method", ["picard", "anderson"])
+@pytest.mark.parametrize("method", ["picard", "anderson", "broyden", "hybrid"])
 def test_affine_known_answer(method):
     fn, x_star = _affine(0.9)
     cfg = SolverConfig(metric="l2", threshold=1e-10, max_iterations=1000, method=method)
@@ -185,7 +185,7 @@ def test_anderson_needs_fewer_evaluations_on_a_slow_affine_map():
     assert a.evaluations.max() * 3 <= p.evaluations.min()
 
 
-@pytest.mark.parametrize("method", ["picard", "anderson"])
+@pytest.mark.parametrize("method", ["picard", "anderson", "broyden", "hybrid"])
 def test_cos_fixed_point(method):
     cfg = SolverConfig(metric="l2", threshold=1e-12, max_iterations=500, method=method)
     r = iterate(lambda z, rows: torch.cos(z), torch.zeros(1, 1, dtype=torch.float64), cfg)
@@ -261,7 +261,9 @@ def test_anderson_and_picard_agree_on_contractive_nonlinear_maps(lip):
     assert int(a.evaluations.max()) <= int(p.evaluations.max())
 
 
-@pytest.mark.parametrize("method", ["picard", "anderson"])
+# Not broyden: its secant steps -g/g' jump to |z| ~ 1e16, where z + 0.5 + 0.25 sin(z) rounds to z, a genuine
+# fixed point of the float64 map (the premise "no fixed point" holds only in exact arithmetic).
+@pytest.mark.parametrize("method", ["picard", "anderson", "hybrid"])
 def test_a_map_without_fixed_point_is_never_converged(method):
     # g(z) = f(z) - z = 0.5 + 0.25 sin(z) >= 0.25 everywhere: no fixed point exists
     cfg = SolverConfig(metric="l2", threshold=0.2, max_iterations=300, method=method, stall_window=50)
@@ -270,7 +272,7 @@ def test_a_map_without_fixed_point_is_never_converged(method):
     assert bool((r.lowest_residual >= 0.25 * math.sqrt(3) - 1e-12).all())
 
 
-@pytest.mark.parametrize("method", ["picard", "anderson"])
+@pytest.mark.parametrize("method", ["picard", "anderson", "broyden", "hybrid"])
 def test_nonfinite_rows_are_diverged_under_both_methods(method):
     def fn(z, rows):
         out = 0.5 * z + 1.0
@@ -287,10 +289,10 @@ def test_nonfinite_rows_are_diverged_under_both_methods(method):
 def test_solver_registry_validates_the_method_and_takes_new_solvers(monkeypatch):
     from newllm import solvers
 
-    with pytest.raises(ValueError, match="picard, anderson"):
-        SolverConfig(method="broyden")
-    with pytest.raises(ValueError, match="unknown solver method 'broyden'"):
-        solvers.get("broyden")
+    with pytest.raises(ValueError, match="picard, anderson, broyden, hybrid, newton"):
+        SolverConfig(method="newton_krylov")
+    with pytest.raises(ValueError, match="unknown solver method 'newton_krylov'"):
+        solvers.get("newton_krylov")
 
     def half(fn, book):  # Picard with damping 1/2, written against the RowBook protocol
         for k in range(1, book.cfg.max_iterations + 1):
@@ -307,3 +309,20 @@ def test_solver_registry_validates_the_method_and_takes_new_solvers(monkeypatch)
     assert r.converged.all() and torch.allclose(r.context, torch.full((2, 3), 2.0, dtype=torch.float64))
     with pytest.raises(ValueError, match="new identifier"):
         solvers.register("picard", half)
+
+
+def test_hybrid_switches_a_stalled_row_to_broyden_and_reaches_what_anderson_misses():
+    # z -> 2z + 1 per row has one (repelling) fixed point z = -1. With a history of one and a tiny
+    # regularisation Anderson solves an affine map in one secant step; with anderson_m=1 and a Picard
+    # start that grows, Anderson restarts every step (plain iteration, diverging) and the row stalls;
+    # the hybrid's Broyden then finds -1 (secant on an affine map: exact in a few steps).
+    cfg = dict(metric="l2", threshold=1e-9, max_iterations=60, anderson_m=1, divergence_factor=None)
+    a = iterate(lambda z, rows: 2.0 * z + 1.0, torch.ones(2, 3, dtype=torch.float64), SolverConfig(method="anderson", **cfg))
+    h = iterate(
+        lambda z, rows: 2.0 * z + 1.0,
+        torch.ones(2, 3, dtype=torch.float64),
+        SolverConfig(method="hybrid", hybrid_window=5, **cfg),
+    )
+    assert h.converged.all()
+    torch.testing.assert_close(h.context, torch.full((2, 3), -1.0, dtype=torch.float64), rtol=0, atol=1e-8)
+    assert int(h.evaluations.max()) <= 60 and not bool(a.converged.all())

@@ -12,6 +12,7 @@ from ..config import SolverConfig
 from ..metrics import METRICS
 from ..model import build_model
 from ..solve import solve
+from ..solvers import SOLVERS
 from . import args as A
 from . import common
 from .progress import Progress
@@ -53,7 +54,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="reset: every token from zeros; carry: token t from t-1's fixed point (default %(default)s)",
     )
     g.add_argument(
-        "--method", choices=("picard", "anderson"), default="picard", help="solver (default %(default)s)"
+        "--method", choices=tuple(SOLVERS), default="picard", help="solver (default %(default)s)"
     )
     g.add_argument(
         "--damping",
@@ -65,6 +66,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     common.deprecated_alias(g, "--dropout", "--train-mode", flag=True)
     p.add_argument("--seed", type=A.SEED, default=0, help="seed for weights and dropout masks (default 0)")
     p.add_argument("--quiet", action="store_true", help="no status line on stderr")
+    p.add_argument(
+        "--certify",
+        action="store_true",
+        help="a posteriori error bound per token (l2, float64; keys error_bound, error_bound_kind)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -104,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     with Progress("solve", enabled=not args.quiet) as progress:
         progress(0, None, f"{len(ids)} tokens")
-        res = solve(model, ids, scfg, generator=gen)
+        res = solve(model, ids, scfg, generator=gen, certify=args.certify)
     seconds = time.perf_counter() - t0
     report = diagnostics.collapse_report(res.context, torch.tensor(ids))
     out = {
@@ -120,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
         "method": scfg.method,
         "train_mode": scfg.train_mode,
         "seed": args.seed,
+        "certify": args.certify,
         "context_rms": report["context_rms"],
         "context_norm": report["context_norm"],
         "effective_rank": report["effective_rank"],
@@ -140,8 +147,9 @@ def print_table(o: dict) -> None:
         f"mode {o['context_mode']}  method {o['method']}"
     )
     print(f"{'token':>8} {'status':>15} {'iters':>6} {o['metric'] + ' residual':>16}")
+    bounds = o.get("error_bound") or [None] * len(o["token_ids"])
     rows = list(
-        zip(o["token_ids"], o["status"], o["iterations"], o["final_residual"][o["metric"]], strict=True)
+        zip(o["token_ids"], o["status"], o["iterations"], o["final_residual"][o["metric"]], bounds, strict=True)
     )
     shown: list[tuple | None] = list(rows) if len(rows) <= 20 else [*rows[:10], None, *rows[-5:]]
     for r in shown:
@@ -149,7 +157,9 @@ def print_table(o: dict) -> None:
             print(f"{'...':>8}")
             continue
         res = "nan" if r[3] is None else f"{r[3]:.3e}"
-        print(f"{r[0]:>8} {r[1]:>15} {r[2]:>6} {res:>16}")
+        print(f"{r[0]:>8} {r[1]:>15} {r[2]:>6} {res:>16}  {verdict(r[1], r[4]) if o['certify'] else ''}".rstrip())
+    if o["certify"]:
+        print(f"certified {o['certified']}/{o['converged']} converged tokens (l2 error bound, see docs/certify.md)")
     mic = o["mean_iterations_converged"]
     print(
         f"converged {o['converged']}/{o['tokens']} ({100 * o['rate']:.1f}%)  diverged {o['diverged']}  "
@@ -160,3 +170,12 @@ def print_table(o: dict) -> None:
         f"{o['effective_rank']:.2f}  max pairwise cosine {o['max_cosine'] if o['max_cosine'] is None else round(o['max_cosine'], 4)}"
         f"  ({o['seconds']:.2f} s)"
     )
+
+
+def verdict(status: str, bound: float | None) -> str:
+    """The certify column: ``converged, error ≤ X`` (l2) or ``converged (residual only, uncertified)``."""
+    if status != "converged":
+        return ""
+    if bound is None:  # inf (nothing certified) is written as null
+        return "converged (residual only, uncertified)"
+    return f"converged, error ≤ {bound:.2e}"

@@ -9,6 +9,8 @@ from typing import Any, ClassVar
 from .. import _fields as F
 
 LOOPS = ("spec", "batched")
+#: ``fresh``: new dropout masks at every inner iteration (the seeds). ``fixed``: one per token per group.
+DROPOUT_MODES = ("fresh", "fixed")
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,9 @@ class Phase1Config:
     jacobian_weight: float = 0.0
     #: Success criterion of seed 004: convergence rate >= this.
     success_rate: float = 0.95
+    #: Dropout masks of the inner iterations: ``fresh`` at every iteration (the seeds') or one ``fixed``
+    #: mask per token for all of its iterations (drawn from the run's generator when the token starts).
+    dropout_mode: str = "fresh"
 
     def __post_init__(self) -> None:
         F.check_int("epochs", self.epochs, 1, 1_000_000)
@@ -59,6 +64,7 @@ class Phase1Config:
         F.check_int("seed", self.seed, 0, 2**63 - 1)
         F.check_float("jacobian_weight", self.jacobian_weight, 0.0, None)
         F.check_float("success_rate", self.success_rate, 0.0, 1.0)
+        F.check_choice("dropout_mode", self.dropout_mode, DROPOUT_MODES)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Phase1Config:
@@ -69,4 +75,9 @@ class Phase1Config:
         return F.from_json(cls, path)
 
     def to_dict(self) -> dict[str, Any]:
-        return F.to_dict(self)
+        """Every field, except ``dropout_mode`` at its default ``fresh`` (so that configs, cache keys and
+        baselines made before the field existed stay equal)."""
+        out = F.to_dict(self)
+        if out["dropout_mode"] == "fresh":
+            del out["dropout_mode"]
+        return out

@@ -7,6 +7,9 @@ One iteration over a group of active tokens (contexts ``c [n, C]``)::
     loss = mean(loss_t) (+ jacobian_weight * Hutchinson ||J||_F^2 / D); backward; clip; optimizer.step()
     c = new.detach(); token t stops when the stop rule (newllm.stop: metric mse, the threshold, warmup)
     says it converged
+
+Dropout (train mode): ``dropout_mode="fresh"`` draws new masks at every iteration (the seeds');
+``"fixed"`` draws one mask per token when its group starts and holds it for all its iterations.
 """
 
 from __future__ import annotations
@@ -51,9 +54,13 @@ class StepModule(torch.nn.Module):
         self.model = model
 
     def forward(
-        self, ids: torch.Tensor, c: torch.Tensor, generator: torch.Generator | None = None
+        self,
+        ids: torch.Tensor,
+        c: torch.Tensor,
+        generator: torch.Generator | None = None,
+        masks: list[torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        return self.model.step(self.model.embed(ids), c, generator=generator)
+        return self.model.step(self.model.embed(ids), c, generator=generator, masks=masks)
 
 
 def train_group(
@@ -87,6 +94,8 @@ def train_group(
     state = StopState.start(n, dtype=torch.float64, device="cpu")
     steps = 0
     params = [p for p in model.parameters() if p.requires_grad]
+    fixed = config.dropout_mode == "fixed" and model.training  # one mask per token for all its iterations
+    masks = model.dropout_masks((n,), generator=generator) if fixed and n > 0 else None
     for k in range(1, config.max_iterations + 1):
         n_global = dist.sum_int(active.numel())
         if n_global == 0:
@@ -98,10 +107,11 @@ def train_group(
         tok = torch.zeros(1, dtype=torch.long, device=dev) if idle else ids[rows]
         if config.jacobian_weight > 0:
             c_in.requires_grad_(True)
+        held = None if masks is None or idle else [m[rows] for m in masks]
         if stepper is None:
-            new = model.step(model.embed(tok), c_in, generator=generator)
+            new = model.step(model.embed(tok), c_in, generator=generator, masks=held)
         else:
-            new = stepper(tok, c_in, generator)
+            new = stepper(tok, c_in, generator, held)
         tok_loss = metrics.mse(new, c_in.detach())  # [m]: THE fixed-point loss, from the registry
         if dist.enabled:
             loss = tok_loss.sum() * (0.0 if idle else dist.world_size / n_global)
@@ -110,14 +120,7 @@ def train_group(
         if config.jacobian_weight > 0:
             loss = loss + config.jacobian_weight * hutchinson_jacobian(new, c_in, generator).mean()
         detached = tok_loss.detach().to("cpu", torch.float64)
-        if not bool(torch.isfinite(loss.detach())) or not bool(torch.isfinite(detached).all()):
-            bad = (
-                int((~torch.isfinite(detached)).nonzero()[0])
-                if not bool(torch.isfinite(detached).all())
-                else 0
-            )
-            desc = where(int(active[bad]), k) if where and not idle else f"row {bad}, iteration {k}"
-            raise Phase1Divergence(f"non-finite Phase 1 loss at {desc}")
+        _check_finite(loss, detached, k, None if idle else active, where)
         loss.backward()
         if config.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
@@ -139,6 +142,15 @@ def train_group(
     return GroupOutcome(
         iterations=iters, converged=conv, final_loss=final, optimizer_steps=steps, contexts=c.detach().cpu()
     )
+
+
+def _check_finite(loss, per_token, k: int, active, where) -> None:
+    """Raise :class:`Phase1Divergence` naming the first token (``where(row, k)``) whose loss is not finite."""
+    if bool(torch.isfinite(loss.detach())) and bool(torch.isfinite(per_token).all()):
+        return
+    bad = int((~torch.isfinite(per_token)).nonzero()[0]) if not bool(torch.isfinite(per_token).all()) else 0
+    desc = where(int(active[bad]), k) if where and active is not None else f"row {bad}, iteration {k}"
+    raise Phase1Divergence(f"non-finite Phase 1 loss at {desc}")
 
 
 def hutchinson_jacobian(new: torch.Tensor, c_in: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -9,7 +9,9 @@ in every registered metric; :func:`newllm.stop.stop` decides the row's status. A
 ``f(z_k)`` as its context, a non-finite one its last finite iterate.
 
 :data:`SOLVERS` maps a method name (``SolverConfig.method``) to ``solver(fn, book)``; add one with
-:func:`register`. Built in: ``picard`` (``z <- z + beta (f(z) - z)``) and ``anderson`` (type II).
+:func:`register`. Built in: ``picard`` (``z <- z + beta (f(z) - z)``), ``anderson`` (type II) and
+``broyden`` (limited-memory good Broyden), ``hybrid`` (Anderson, Broyden for rows that stall) and
+``newton`` (exact-Jacobian Newton, for refinement).
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from typing import TYPE_CHECKING
 import torch
 
 from .anderson import anderson
+from .broyden import broyden
+from .hybrid import hybrid
+from .newton import newton
 from .picard import picard
 from .rows import RowBook, RowMap
 
@@ -31,7 +36,7 @@ if TYPE_CHECKING:
 Solver = Callable[[RowMap, RowBook], None]
 
 #: The one solver registry: method name -> implementation.
-SOLVERS: dict[str, Solver] = {"picard": picard, "anderson": anderson}
+SOLVERS: dict[str, Solver] = {"picard": picard, "anderson": anderson, "broyden": broyden, "hybrid": hybrid, "newton": newton}
 
 
 def register(name: str, solver: Solver) -> None:

@@ -1,4 +1,12 @@
-"""Type-II Anderson acceleration in difference form, per row, with restarts and a Picard fallback."""
+"""Type-II Anderson acceleration in difference form, per row, with restarts and a Picard fallback.
+
+Per-step cost is kept close to Picard's: the state (ring buffers of the last ``m`` differences, their
+Gram matrix, the last iterate/residual pair) is held for the active rows only and compacted when rows
+stop, so a step that stops no row gathers and scatters nothing; the Gram matrix gains one row/column
+per step instead of being recomputed; the dot products and the ``m x m`` systems of all rows are
+batched (one ``bmm`` for the new Gram column and the right-hand side, one batched solve, one ``bmm``
+for the step), with no Python work per row.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +14,36 @@ import math
 
 import torch
 
+from .linalg import solve_rows
 from .rows import RowBook, RowMap
 
 #: Anderson drops a row's history when its l2 residual exceeds this multiple of the previous one.
 #: 1.0 (restart on any increase) measured best on the untrained full-size models (bench/test_anderson.py).
 ANDERSON_RESTART_FACTOR = 1.0
+
+
+class _History:
+    """Anderson state of ``r`` active rows (float64): ``dg_t [r, D, m]``, a ring of residual differences
+    ``Δg`` (stored transposed for the batched dot products); ``mix [r, m, D]``, the matching ring of
+    ``Δx + β Δg`` (what the step combines); their Gram matrix ``gram [r, m, m]``; the number of
+    usable differences ``count [r]``; the last pair ``(x, g) [r, D]``; the last l2 residual ``[r]``."""
+
+    def __init__(self, n: int, m: int, d: int, device: torch.device):
+        f64 = torch.float64
+        self.dg_t = torch.zeros(n, d, m, dtype=f64, device=device)
+        self.mix = torch.zeros(n, m, d, dtype=f64, device=device)
+        self.gram = torch.zeros(n, m, m, dtype=f64, device=device)
+        self.count = torch.zeros(n, dtype=torch.long, device=device)
+        self.x = torch.zeros(n, d, dtype=f64, device=device)
+        self.g = torch.zeros(n, d, dtype=f64, device=device)
+        self.prev_l2 = torch.full((n,), math.inf, dtype=f64, device=device)
+        #: Whether ``(x, g)`` holds a pair (False only before the first step).
+        self.started = False
+
+    def keep(self, go: torch.Tensor) -> None:
+        """Drop the rows where ``go`` is False (rows that stopped)."""
+        for name in ("dg_t", "mix", "gram", "count", "x", "g", "prev_l2"):
+            setattr(self, name, getattr(self, name)[go])
 
 
 def anderson(fn: RowMap, book: RowBook) -> None:
@@ -23,43 +56,62 @@ def anderson(fn: RowMap, book: RowBook) -> None:
     history (that step is plain Picard); a singular or non-finite solve falls back to Picard too.
     """
     cfg = book.cfg
-    m, beta = cfg.anderson_m, cfg.damping
+    m = cfg.anderson_m
     n, d = book.z.shape
-    dev = book.z.device
-    f64 = torch.float64
-    xs = torch.zeros(n, m + 1, d, dtype=f64, device=dev)  # iterates, newest last
-    gs = torch.zeros(n, m + 1, d, dtype=f64, device=dev)  # residuals f(x) - x
-    hist = torch.zeros(n, dtype=torch.long, device=dev)  # valid pairs per row (<= m + 1)
-    prev = torch.full((n,), math.inf, dtype=book.z.dtype, device=dev)  # previous l2 residual
-    slot = torch.arange(m, device=dev)
+    st = _History(n, m, d, book.z.device)
+    slots = torch.arange(m, device=book.z.device)
+    ages = [((s - slots) % m).unsqueeze(0) for s in range(m)]  # ages[s][0, j]: steps since slot j was written
+    rows, z = book.active, book.z.clone()
     for k in range(1, cfg.max_iterations + 1):
-        if book.active.numel() == 0:
-            break
-        rows, z, f = book.evaluate(fn)
-        go = book.record(k, rows, z, f)
-        rows, z, f = rows[go], z[go], f[go]
-        book.active = rows
         if rows.numel() == 0:
-            continue
-        r_l2 = book.residual["l2"][rows]
-        h = torch.where(r_l2 > ANDERSON_RESTART_FACTOR * prev[rows], 0, hist[rows])
-        prev[rows] = r_l2
-        x_r = torch.roll(xs[rows], -1, dims=1)
-        g_r = torch.roll(gs[rows], -1, dims=1)
-        g_k = (f - z).to(f64)
-        x_r[:, -1], g_r[:, -1] = z.to(f64), g_k
-        h = torch.clamp(h + 1, max=m + 1)
-        valid = (slot.unsqueeze(0) >= (m + 1 - h).unsqueeze(1)).to(f64)  # [r, m]: difference j usable
-        dx = (x_r[:, 1:] - x_r[:, :-1]) * valid.unsqueeze(-1)
-        dg = (g_r[:, 1:] - g_r[:, :-1]) * valid.unsqueeze(-1)
-        gram = torch.bmm(dg, dg.transpose(1, 2))
-        scale = gram.diagonal(dim1=1, dim2=2).sum(-1) / (h - 1).clamp_min(1).to(f64)
-        lam = cfg.anderson_reg * scale
-        a_mat = gram + torch.diag_embed(lam.unsqueeze(1) * valid + (1.0 - valid))
-        rhs = torch.bmm(dg, g_k.unsqueeze(-1)).squeeze(-1)
-        gamma, info = torch.linalg.solve_ex(a_mat, rhs)
-        step = z.to(f64) + beta * g_k - torch.einsum("rm,rmd->rd", gamma, dx + beta * dg)
-        ok = (info == 0) & torch.isfinite(step).all(-1)
-        picard = z + beta * (f - z)
-        book.z[rows] = torch.where(ok.unsqueeze(1), step.to(z.dtype), picard)
-        xs[rows], gs[rows], hist[rows] = x_r, g_r, torch.where(ok, h, 1)
+            break
+        f = fn(z, None if rows.numel() == book.n else rows)
+        if f.shape != z.shape:
+            raise ValueError(f"the map returned shape {tuple(f.shape)} for input shape {tuple(z.shape)}")
+        go = book.record(k, rows, z, f)
+        r_l2 = book.last["l2"].to(torch.float64)
+        if book.any_stopped:
+            rows, z, f, r_l2 = rows[go], z[go], f[go], r_l2[go]
+            st.keep(go)
+            book.active = rows
+            if rows.numel() == 0:
+                break
+        z = _step(st, z, f, r_l2, (k - 1) % m, ages[(k - 1) % m], cfg.anderson_reg, cfg.damping)
+    book.z[rows] = z
+
+
+def _step(
+    st: _History,
+    z: torch.Tensor,
+    f: torch.Tensor,
+    r_l2: torch.Tensor,
+    slot: int,
+    age: torch.Tensor,
+    reg: float,
+    beta: float,
+) -> torch.Tensor:
+    """The next iterate ``[r, D]`` of every active row; writes the new difference into ring ``slot``
+    (``age [1, m]``: steps since each slot was written) and updates ``st`` in place."""
+    f64 = torch.float64
+    x, g = z.to(f64), (f - z).to(f64)
+    usable = r_l2 <= ANDERSON_RESTART_FACTOR * st.prev_l2  # no restart
+    st.prev_l2 = r_l2
+    ddg = g - st.g
+    st.dg_t[:, :, slot] = ddg
+    st.mix[:, slot] = (x - st.x).add_(ddg, alpha=beta)
+    dots = torch.bmm(torch.stack([ddg, g], 1), st.dg_t)  # [r, 2, m]: ΔGᵀ Δg_new (new Gram column), ΔGᵀ g
+    st.gram[:, slot], st.gram[:, :, slot] = dots[:, 0], dots[:, 0]
+    count = (st.count + 1).clamp_(max=age.shape[1]) * usable if st.started else st.count
+    valid = (age < count.unsqueeze(1)).to(f64)  # [r, m]: slot j holds a usable difference
+    gram = st.gram * (valid.unsqueeze(2) * valid.unsqueeze(1))
+    lam = gram.diagonal(dim1=1, dim2=2).sum(-1) * reg / count.clamp_min(1)
+    a_mat = gram + torch.diag_embed(valid * lam.unsqueeze(1) + (1.0 - valid))
+    gamma, solved = solve_rows(a_mat, dots[:, 1] * valid)
+    gamma = gamma.contiguous()  # solve_ex returns it column-major, which sends bmm down a slow path
+    step = x + beta * g - torch.bmm(gamma.unsqueeze(1), st.mix).squeeze(1)
+    ok = solved & torch.isfinite(step.sum(-1))  # a non-finite entry makes the sum non-finite
+    st.x, st.g, st.started = x, g, True
+    st.count = count * ok
+    if bool(ok.all()):
+        return step.to(z.dtype)
+    return torch.where(ok.unsqueeze(1), step.to(z.dtype), z + beta * (f - z))

@@ -38,6 +38,8 @@ class RowBook:
         self.active = torch.arange(n, device=dev)
         #: Whether the last :meth:`record` stopped any row.
         self.any_stopped = False
+        #: Residuals (every metric, each ``[n]``) of the rows scored by the last :meth:`record`.
+        self.last: dict[str, torch.Tensor] = {}
         self.trace: dict[str, list[torch.Tensor]] | None = (
             {m: [] for m in M.METRICS} if config.record_trace else None
         )
@@ -60,6 +62,7 @@ class RowBook:
         """
         at = slice(None) if rows.numel() == self.n else rows  # rows is arange(n) when all are active
         res = M.all_residuals(f, z)
+        self.last = res
         self.evaluations[at] += 1
         for m, r in res.items():
             self.residual[m][at] = r
@@ -77,8 +80,10 @@ class RowBook:
             stop_rows = rows[stop_mask]
             self.status[stop_rows] = status[stop_mask]
             self.iterations[stop_rows] = reported_iteration(k, status[stop_mask], self.rule)
-            keep_f = stop_mask & (status != Status.NONFINITE)
+            bad = status == Status.NONFINITE
+            keep_f = stop_mask & ~bad
             self.z[rows[keep_f]] = f[keep_f]
+            self.z[rows[bad]] = z[bad]  # the last finite iterate (solvers may hold iterates outside self.z)
         return ~stop_mask
 
     def result(self) -> FixedPointResult:
