@@ -59,15 +59,9 @@ def contraction_report(
     ``contractive`` (fraction of tokens with σ_max < 1), the solves' statistics and the collapse
     diagnostics of the fixed points. ``threshold`` is in the ``rel`` metric. Random choices come
     from ``seed``. The model's own mode and dtype are left unchanged. ``progress(done, 4, step)`` is
-    called before each of the four steps (``picard``, ``anderson``, ``jacobian``, ``pair ratio``).
-    """
+    called before each of the four :data:`STEPS`."""
     say = progress or (lambda done, total, step: None)
-    if spectral not in SPECTRAL:
-        raise ValueError(f"spectral must be one of {', '.join(SPECTRAL)}; got {spectral!r}")
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
-    if picard_iterations < 2:
-        raise ValueError(f"picard_iterations must be >= 2 to fit a factor, got {picard_iterations}")
+    _check(spectral, dtype, picard_iterations)
     ids = protocol.token_tensor(model, token_ids).reshape(-1)
     t0 = time.perf_counter()
     work = copy.deepcopy(model).to(DTYPES[dtype])
@@ -78,13 +72,10 @@ def contraction_report(
             work,
             ids,
             SolverConfig(
-                metric="rel",
-                threshold=threshold,
-                max_iterations=picard_iterations,
-                divergence_factor=None,
-                record_trace=True,
+                metric="rel", threshold=threshold, max_iterations=picard_iterations,
+                divergence_factor=None, record_trace=True,
             ),
-        )
+        )  # fmt: skip
         factor = observed_factor(picard, metric="l2")
         say(1, len(STEPS), STEPS[1])
         fixed = solve(
@@ -97,17 +88,10 @@ def contraction_report(
         )
         z = fixed.context
         fn = model_map(work, ids)
-        use_exact = spectral == "exact" or (spectral == "auto" and z.shape[-1] <= EXACT_MAX_DIM)
         say(2, len(STEPS), STEPS[2])
-        if use_exact:
-            ex = exact(fn, z)
-            sig, rho = ex["sigma_max"], ex["spectral_radius"]
-        else:
-            sig = sigma_max(fn, z, iterations=power_iterations, generator=gen)
-            rho = arnoldi(fn, z, krylov_dim=krylov_dim, generator=gen)
+        sig, rho = _spectra(fn, z, spectral, power_iterations, krylov_dim, gen)
         say(3, len(STEPS), STEPS[3])
         pr = pair_ratio(fn, z, pairs=pairs, radii=radii, ascent_steps=ascent_steps, generator=gen)
-    collapse = diagnostics.collapse_report(z, ids)
     return {
         "token_ids": ids.tolist(),
         "tokens": int(ids.numel()),
@@ -130,9 +114,35 @@ def contraction_report(
             "threshold": threshold,
             "anderson_evaluations": fixed.evaluations.tolist(),
         },
-        "collapse": {**collapse, "collapsed": diagnostics.is_collapsed(collapse)},
+        "collapse": _collapse(z, ids),
         "seconds": time.perf_counter() - t0,
     }
+
+
+def _check(spectral: str, dtype: str, picard_iterations: int) -> None:
+    if spectral not in SPECTRAL:
+        raise ValueError(f"spectral must be one of {', '.join(SPECTRAL)}; got {spectral!r}")
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
+    if picard_iterations < 2:
+        raise ValueError(f"picard_iterations must be >= 2 to fit a factor, got {picard_iterations}")
+
+
+def _spectra(
+    fn: Any, z: torch.Tensor, spectral: str, power_iterations: int, krylov_dim: int, gen: torch.Generator
+) -> tuple[Estimate, Estimate]:
+    """σ_max and ρ of the Jacobian at ``z``: exact when asked or small enough, else power/Arnoldi."""
+    if spectral == "exact" or (spectral == "auto" and z.shape[-1] <= EXACT_MAX_DIM):
+        ex = exact(fn, z)
+        return ex["sigma_max"], ex["spectral_radius"]
+    sig = sigma_max(fn, z, iterations=power_iterations, generator=gen)
+    return sig, arnoldi(fn, z, krylov_dim=krylov_dim, generator=gen)
+
+
+def _collapse(z: torch.Tensor, ids: torch.Tensor) -> dict[str, Any]:
+    """The collapse diagnostics of the fixed points and the verdict on them."""
+    collapse = diagnostics.collapse_report(z, ids)
+    return {**collapse, "collapsed": diagnostics.is_collapsed(collapse)}
 
 
 def estimates_table(report: dict[str, Any]) -> list[str]:
