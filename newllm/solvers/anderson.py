@@ -15,7 +15,7 @@ import math
 import torch
 
 from .linalg import solve_rows
-from .rows import RowBook, RowMap
+from .rows import RowBook, RowMap, drive
 
 #: Anderson drops a row's history when its l2 residual exceeds this multiple of the previous one.
 #: 1.0 (restart on any increase) measured best on the untrained full-size models (bench/test_anderson.py).
@@ -37,6 +37,9 @@ class _History:
         self.x = torch.zeros(n, d, dtype=f64, device=device)
         self.g = torch.zeros(n, d, dtype=f64, device=device)
         self.prev_l2 = torch.full((n,), math.inf, dtype=f64, device=device)
+        slots = torch.arange(m, device=device)
+        #: ``ages[s] [1, m]``: steps since slot ``j`` was written, when slot ``s`` is written now.
+        self.ages = [((s - slots) % m).unsqueeze(0) for s in range(m)]
         #: Whether ``(x, g)`` holds a pair (False only before the first step).
         self.started = False
 
@@ -56,42 +59,28 @@ def anderson(fn: RowMap, book: RowBook) -> None:
     history (that step is plain Picard); a singular or non-finite solve falls back to Picard too.
     """
     cfg = book.cfg
-    m = cfg.anderson_m
     n, d = book.z.shape
-    st = _History(n, m, d, book.z.device)
-    slots = torch.arange(m, device=book.z.device)
-    ages = [((s - slots) % m).unsqueeze(0) for s in range(m)]  # ages[s][0, j]: steps since slot j was written
-    rows, z = book.active, book.z.clone()
-    for k in range(1, cfg.max_iterations + 1):
-        if rows.numel() == 0:
-            break
-        f = fn(z, None if rows.numel() == book.n else rows)
-        if f.shape != z.shape:
-            raise ValueError(f"the map returned shape {tuple(f.shape)} for input shape {tuple(z.shape)}")
-        go = book.record(k, rows, z, f)
-        r_l2 = book.last["l2"].to(torch.float64)
-        if book.any_stopped:
-            rows, z, f, r_l2 = rows[go], z[go], f[go], r_l2[go]
-            st.keep(go)
-            book.active = rows
-            if rows.numel() == 0:
-                break
-        z = _step(st, z, f, r_l2, (k - 1) % m, ages[(k - 1) % m], cfg.anderson_reg, cfg.damping)
-    book.z[rows] = z
+    st = _History(n, cfg.anderson_m, d, book.z.device)
+
+    def step(k: int, rows: torch.Tensor, z: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+        return _step(st, k, z, f, book.last["l2"].to(torch.float64), cfg.anderson_reg, cfg.damping)
+
+    drive(fn, book, step, st.keep)
 
 
 def _step(
     st: _History,
+    k: int,
     z: torch.Tensor,
     f: torch.Tensor,
     r_l2: torch.Tensor,
-    slot: int,
-    age: torch.Tensor,
     reg: float,
     beta: float,
 ) -> torch.Tensor:
-    """The next iterate ``[r, D]`` of every active row; writes the new difference into ring ``slot``
-    (``age [1, m]``: steps since each slot was written) and updates ``st`` in place."""
+    """The next iterate ``[r, D]`` of every active row after iteration ``k``; writes the new difference
+    into ring slot ``(k - 1) % m`` and updates ``st`` in place."""
+    slot = (k - 1) % len(st.ages)
+    age = st.ages[slot]
     f64 = torch.float64
     x, g = z.to(f64), (f - z).to(f64)
     usable = r_l2 <= ANDERSON_RESTART_FACTOR * st.prev_l2  # no restart

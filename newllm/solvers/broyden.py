@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from .rows import RowBook, RowMap
+from .rows import RowBook, RowMap, drive
 
 
 class BroydenMemory:
@@ -88,19 +88,9 @@ def broyden(fn: RowMap, book: RowBook) -> None:
     """Limited-memory good Broyden per row; see the module doc."""
     n, d = book.z.shape
     mem = BroydenMemory(n, d, memory_size(book), book.z.device)
-    rows, z = book.active, book.z.clone()
-    for k in range(1, book.cfg.max_iterations + 1):
-        if rows.numel() == 0:
-            break
-        f = fn(z, None if rows.numel() == book.n else rows)
-        if f.shape != z.shape:
-            raise ValueError(f"the map returned shape {tuple(f.shape)} for input shape {tuple(z.shape)}")
-        go = book.record(k, rows, z, f)
-        if book.any_stopped:
-            rows, z, f = rows[go], z[go], f[go]
-            mem = mem.select(go)
-            book.active = rows
-            if rows.numel() == 0:
-                break
-        z = mem.step(z, f)
-    book.z[rows] = z
+
+    def keep(go: torch.Tensor) -> None:
+        nonlocal mem
+        mem = mem.select(go)
+
+    drive(fn, book, lambda k, rows, z, f: mem.step(z, f), keep)

@@ -18,34 +18,22 @@ import torch
 
 from ..contraction.jacobian import jacobian
 from .linalg import solve_rows
-from .rows import RowBook, RowMap
+from .rows import RowBook, RowMap, drive
 
 
 def newton(fn: RowMap, book: RowBook) -> None:
     """Exact-Jacobian Newton per row; see the module doc."""
     f64 = torch.float64
-    rows, z = book.active, book.z.clone()
-    for k in range(1, book.cfg.max_iterations + 1):
-        if rows.numel() == 0:
-            break
-        sub = None if rows.numel() == book.n else rows
-        f = fn(z, sub).detach()
-        if f.shape != z.shape:
-            raise ValueError(f"the map returned shape {tuple(f.shape)} for input shape {tuple(z.shape)}")
-        go = book.record(k, rows, z, f)
-        if book.any_stopped:
-            rows, z, f = rows[go], z[go], f[go]
-            book.active = rows
-            if rows.numel() == 0:
-                break
-            sub = None if rows.numel() == book.n else rows
-        jac = jacobian(_at_rows(fn, sub), z).to(f64)  # [r, D, D]
+
+    def step(k: int, rows: torch.Tensor, z: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+        jac = jacobian(_at_rows(fn, None if rows.numel() == book.n else rows), z).to(f64)  # [r, D, D]
         a_mat = torch.eye(z.shape[1], dtype=f64, device=z.device) - jac
         delta, solved = solve_rows(a_mat, (f - z).to(f64))
-        step = z.to(f64) + delta
-        ok = solved & torch.isfinite(step.sum(-1))
-        z = torch.where(ok.unsqueeze(1), step.to(z.dtype), f).detach()
-    book.z[rows] = z
+        nxt = z.to(f64) + delta
+        ok = solved & torch.isfinite(nxt.sum(-1))
+        return torch.where(ok.unsqueeze(1), nxt.to(z.dtype), f).detach()
+
+    drive(lambda z, rows: fn(z, rows).detach(), book, step)
 
 
 def _at_rows(fn: RowMap, rows: torch.Tensor | None) -> Callable[[torch.Tensor], torch.Tensor]:

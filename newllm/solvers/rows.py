@@ -38,7 +38,8 @@ class RowBook:
         self.active = torch.arange(n, device=dev)
         #: Whether the last :meth:`record` stopped any row.
         self.any_stopped = False
-        #: Residuals (every metric, each ``[n]``) of the rows scored by the last :meth:`record`.
+        #: Residuals (every metric, each ``[n]``) of the rows scored by the last :meth:`record`
+        #: (after :func:`drive` drops stopped rows: of the rows still active, in their order).
         self.last: dict[str, torch.Tensor] = {}
         self.trace: dict[str, list[torch.Tensor]] | None = (
             {m: [] for m in M.METRICS} if config.record_trace else None
@@ -47,12 +48,15 @@ class RowBook:
     def evaluate(self, fn: RowMap) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(rows, z, f(z))`` for the active rows."""
         rows = self.active
-        whole = rows.numel() == self.n
-        z = self.z if whole else self.z[rows]
-        f = fn(z, None if whole else rows)
+        z = self.z if rows.numel() == self.n else self.z[rows]
+        return rows, z, self.call(fn, rows, z)
+
+    def call(self, fn: RowMap, rows: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """``f(z) [r, D]`` for the iterates ``z [r, D]`` of ``rows``; ValueError if ``fn`` changes the shape."""
+        f = fn(z, None if rows.numel() == self.n else rows)
         if f.shape != z.shape:
             raise ValueError(f"the map returned shape {tuple(f.shape)} for input shape {tuple(z.shape)}")
-        return rows, z, f
+        return f
 
     def record(self, k: int, rows: torch.Tensor, z: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
         """Score iteration ``k`` for ``rows`` (iterates ``z``, images ``f``); return the bool mask of rows going on.
@@ -102,6 +106,35 @@ class RowBook:
             max_iterations=self.cfg.max_iterations,
             trace=trace,
         )
+
+
+#: ``step(k, rows [r], z [r, D], f [r, D]) -> next z [r, D]`` of the rows still active after iteration ``k``.
+RowStep = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def drive(fn: RowMap, book: RowBook, step: RowStep, keep: Callable[[torch.Tensor], None] | None = None) -> None:
+    """The loop of a solver that holds its own iterates of the active rows.
+
+    Each iteration evaluates ``fn``, scores it with :meth:`RowBook.record`, drops the rows that stopped
+    (``keep(go)`` compacts the solver's per-row state; :attr:`RowBook.last` is compacted too), then
+    ``z <- step(k, rows, z, f)``. Writes the last iterates of the rows still running into ``book.z``.
+    """
+    rows, z = book.active, book.z.clone()
+    for k in range(1, book.cfg.max_iterations + 1):
+        if rows.numel() == 0:
+            break
+        f = book.call(fn, rows, z)
+        go = book.record(k, rows, z, f)
+        if book.any_stopped:
+            rows, z, f = rows[go], z[go], f[go]
+            book.last = {m: r[go] for m, r in book.last.items()}
+            if keep is not None:
+                keep(go)
+            book.active = rows
+            if rows.numel() == 0:
+                break
+        z = step(k, rows, z, f)
+    book.z[rows] = z
 
 
 def rows_finite(f: torch.Tensor, r_l2: torch.Tensor) -> torch.Tensor:
