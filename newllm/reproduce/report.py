@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
+from collections.abc import Iterable
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -259,22 +260,31 @@ def _note_tables(claims: list[dict[str, Any]], data: ClaimsData) -> str:
     return "\n".join(out).strip()
 
 
-def _consistency(report: dict[str, Any]) -> str:
-    out = ["| Check | Note § section | Result | Detail |", "|---|---|---|---|"]
-    for k in report["consistency"]:
-        out.append(
-            f"| {_esc(k['text'])} | {k['note']} § {_esc(k['section'])} | {k['status']} | {_esc(k['detail'])} |"
-        )
+def markdown_table(header: list[str], rows: Iterable[list[str]]) -> str:
+    """A Markdown table: the ``header`` cells, the separator line, then one line per row of cells."""
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out.extend("| " + " | ".join(row) + " |" for row in rows)
     return "\n".join(out)
+
+
+def _consistency(report: dict[str, Any]) -> str:
+    return markdown_table(
+        ["Check", "Note § section", "Result", "Detail"],
+        (
+            [_esc(k["text"]), f"{k['note']} § {_esc(k['section'])}", str(k["status"]), _esc(k["detail"])]
+            for k in report["consistency"]
+        ),
+    )
 
 
 def _unmeasurable(report: dict[str, Any]) -> str:
-    out = ["| Note § section | Statement | Why not measured |", "|---|---|---|"]
-    for u in report["unmeasured"]:
-        out.append(
-            f"| {u['note']} § {_esc(u['section'])} | {_esc(u.get('text', '–'))} | {_esc(u['reason'])} |"
-        )
-    return "\n".join(out)
+    return markdown_table(
+        ["Note § section", "Statement", "Why not measured"],
+        (
+            [f"{u['note']} § {_esc(u['section'])}", _esc(u.get("text", "–")), _esc(u["reason"])]
+            for u in report["unmeasured"]
+        ),
+    )
 
 
 def _method(report: dict[str, Any]) -> str:
@@ -365,46 +375,44 @@ def _threshold_table(curves: list[dict[str, Any]]) -> str:
 
 
 def _contraction_table(rows: list[dict[str, Any]]) -> str:
-    out = [
-        "| model | arch | seeds | sigma_max mean | sigma_max max | share sigma<1 | rho mean | rho max | share rho<1 "
-        "| mse residual at the point |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        out.append(
-            f"| {r['source']} | {r['arch']} | {r['seeds']} | {fmt(r['sigma_max_mean'])} | {fmt(r['sigma_max_max'])} | "
-            f"{fmt(r['sigma_below_1'], 2)} | {fmt(r['rho_mean'])} | {fmt(r['rho_max'])} | {fmt(r['rho_below_1'], 2)} | "
-            f"{fmt(r['last_mse_mean'])} |"
-        )
-    return "\n".join(out)
+    header = ["model", "arch", "seeds", "sigma_max mean", "sigma_max max", "share sigma<1", "rho mean", "rho max"]
+    header += ["share rho<1", "mse residual at the point"]
+    return markdown_table(
+        header,
+        (
+            [str(r["source"]), str(r["arch"]), str(r["seeds"]), fmt(r["sigma_max_mean"]), fmt(r["sigma_max_max"])]
+            + [fmt(r["sigma_below_1"], 2), fmt(r["rho_mean"]), fmt(r["rho_max"]), fmt(r["rho_below_1"], 2)]
+            + [fmt(r["last_mse_mean"])]
+            for r in rows
+        ),
+    )
 
 
 def _collapse_table(rows: list[dict[str, Any]]) -> str:
-    out = [
-        "| model | arch | seeds | context rms | min rms f(0) | mean rms f(0) | min pre-LN var at c=0 | last LN gain "
-        "(mean) | effective rank | max cosine | forget gate | input gate |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        out.append(
-            f"| {r['source']} | {r['arch']} | {r['seeds']} | {fmt(r['context_rms'])} | {fmt(r['rms_f0_min'])} | "
-            f"{fmt(r['rms_f0_mean'])} | {fmt(r['pre_ln_var_f0_min'])} | {fmt(r['ln_gain_last_mean'])} | "
-            f"{fmt(r['effective_rank'])} | {fmt(r['max_cosine'])} | {fmt(r['forget_gate_mean'], 3)} | "
-            f"{fmt(r['input_gate_mean'], 3)} |"
-        )
-    return "\n".join(out)
+    header = ["model", "arch", "seeds", "context rms", "min rms f(0)", "mean rms f(0)", "min pre-LN var at c=0"]
+    header += ["last LN gain (mean)", "effective rank", "max cosine", "forget gate", "input gate"]
+    return markdown_table(
+        header,
+        (
+            [str(r["source"]), str(r["arch"]), str(r["seeds"]), fmt(r["context_rms"]), fmt(r["rms_f0_min"])]
+            + [fmt(r["rms_f0_mean"]), fmt(r["pre_ln_var_f0_min"]), fmt(r["ln_gain_last_mean"])]
+            + [fmt(r["effective_rank"]), fmt(r["max_cosine"]), fmt(r["forget_gate_mean"], 3)]
+            + [fmt(r["input_gate_mean"], 3)]
+            for r in rows
+        ),
+    )
 
 
 def _one_iteration_table(rows: list[dict[str, Any]]) -> str:
-    out = [
-        "| model | arch | tokens at iteration 1 | stays below one step later | mse one step later | min rms f(0) "
-        "| min pre-LN var at c=0 (LN eps) | last LN gain | rms f(0) < 0.1 predicts it |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        out.append(
-            f"| {r['source']} | {r['arch']} | {r['converged_at_1']}/{r['tokens']} | {fmt(r['stays_converged'], 3)} | "
-            f"{fmt(r['next_mse_after_convergence'])} | {fmt(r['rms_f0_min'])} | {fmt(r['pre_ln_var_f0_min'])} "
-            f"({fmt(r['ln_eps'])}) | {fmt(r['ln_gain_last_mean'])} | {'agrees' if r['criterion_agrees'] else 'DISAGREES'} |"
-        )
-    return "\n".join(out)
+    header = ["model", "arch", "tokens at iteration 1", "stays below one step later", "mse one step later"]
+    header += ["min rms f(0)", "min pre-LN var at c=0 (LN eps)", "last LN gain", "rms f(0) < 0.1 predicts it"]
+    return markdown_table(
+        header,
+        (
+            [str(r["source"]), str(r["arch"]), f"{r['converged_at_1']}/{r['tokens']}", fmt(r["stays_converged"], 3)]
+            + [fmt(r["next_mse_after_convergence"]), fmt(r["rms_f0_min"])]
+            + [f"{fmt(r['pre_ln_var_f0_min'])} ({fmt(r['ln_eps'])})", fmt(r["ln_gain_last_mean"])]
+            + ["agrees" if r["criterion_agrees"] else "DISAGREES"]
+            for r in rows
+        ),
+    )

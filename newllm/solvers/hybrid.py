@@ -54,4 +54,3 @@ def _join(
     for name in ("us", "vs", "used", "x", "g", "has_pair"):
         getattr(out, name)[was] = getattr(mem, name)
     return out, now
-
