@@ -19,20 +19,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from newllm import ModelConfig, SolverConfig
-from newllm.cli import (
-    contraction_cmd,
-    generate_cmd,
-    phase2_cmd,
-    reproduce_cmd,
-    solve_cmd,
-    train_cmd,
-    verify_cmd,
-)
 from newllm.cli.clidoc import commands
-from newllm.cli.main import build_parser, main
+from newllm.cli.main import COMMANDS, build_parser, main
 from newllm.phase1 import Phase1Config
 from newllm.tools import benchreport
 from tests.cli_support import Outcome, snapshot, written_outside
+
+#: The subcommand modules by name: the CLI's own list.
+CMD = {c.NAME: c for c in COMMANDS}
 
 
 class Reached(Exception):
@@ -128,9 +122,9 @@ def stop_before_work(monkeypatch, tmp_path):
     def reached(*a, **k):
         raise Reached
 
-    monkeypatch.setattr(solve_cmd, "build_model", reached)
-    monkeypatch.setattr(solve_cmd.common, "model_from_checkpoint", reached)
-    monkeypatch.setattr(train_cmd, "build_model", reached)
+    monkeypatch.setattr(CMD["solve"], "build_model", reached)
+    monkeypatch.setattr(CMD["solve"].common, "model_from_checkpoint", reached)
+    monkeypatch.setattr(CMD["train"], "build_model", reached)
     monkeypatch.chdir(tmp_path)
     for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
         monkeypatch.delenv(k, raising=False)
@@ -272,15 +266,15 @@ def stop_every_command(monkeypatch, tmp_path):
         raise Reached
 
     for mod, name in [
-        (solve_cmd, "build_model"),
-        (train_cmd, "build_model"),
-        (contraction_cmd, "build_model"),
-        (verify_cmd, "build_model"),
-        (verify_cmd, "load_factory"),
-        (solve_cmd.common, "model_from_checkpoint"),
-        (phase2_cmd, "load_checkpoint"),
-        (generate_cmd, "load_phase2"),
-        (reproduce_cmd, "run_reproduction"),
+        (CMD["solve"], "build_model"),
+        (CMD["train"], "build_model"),
+        (CMD["contraction"], "build_model"),
+        (CMD["verify"], "build_model"),
+        (CMD["verify"], "load_factory"),
+        (CMD["solve"].common, "model_from_checkpoint"),
+        (CMD["phase2"], "load_checkpoint"),
+        (CMD["generate"], "load_phase2"),
+        (CMD["reproduce"], "run_reproduction"),
         (data, "load_samples"),
         (benchreport, "plot"),
     ]:
