@@ -20,6 +20,11 @@ def run_cli(capsys, *argv):
     return code, out.out, out.err
 
 
+def phase2(capsys, run_dir, out, *flags):
+    """``newllm phase2 --checkpoint RUN_DIR --out OUT --quiet FLAGS...`` -> (exit code, stdout, stderr)."""
+    return run_cli(capsys, "phase2", "--checkpoint", run_dir, "--out", out, "--quiet", *flags)
+
+
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("p1")
@@ -32,20 +37,7 @@ def run_dir(tmp_path_factory):
 
 def test_phase2_json_lines(run_dir, tmp_path, capsys):
     out = tmp_path / "p2"
-    code, stdout, _ = run_cli(
-        capsys,
-        "phase2",
-        "--checkpoint",
-        run_dir,
-        "--epochs",
-        "2",
-        "--val-fraction",
-        "0.4",
-        "--out",
-        out,
-        "--json",
-        "--quiet",
-    )
+    code, stdout, _ = phase2(capsys, run_dir, out, "--epochs", "2", "--val-fraction", "0.4", "--json")
     assert code == 0
     lines = [json.loads(x) for x in stdout.splitlines()]
     assert [x["event"] for x in lines] == ["epoch", "epoch", "done"]
@@ -57,41 +49,15 @@ def test_phase2_json_lines(run_dir, tmp_path, capsys):
     assert done["train_conversations"] + done["val_conversations"] == len(SAMPLES)
     assert done["beats_bigram"] == (done["model"]["ce"] < done["baselines"]["bigram"]["ce"])
     # resume to 3 epochs continues from epoch 2; without --resume the directory is refused
-    code, stdout, _ = run_cli(
-        capsys,
-        "phase2",
-        "--checkpoint",
-        run_dir,
-        "--epochs",
-        "3",
-        "--val-fraction",
-        "0.4",
-        "--out",
-        out,
-        "--json",
-        "--quiet",
-        "--resume",
-    )
+    code, stdout, _ = phase2(capsys, run_dir, out, "--epochs", "3", "--val-fraction", "0.4", "--json", "--resume")
     assert code == 0 and [json.loads(x).get("epoch") for x in stdout.splitlines()][:1] == [3]
-    code, stdout, err = run_cli(capsys, "phase2", "--checkpoint", run_dir, "--out", out, "--quiet")
+    code, stdout, err = phase2(capsys, run_dir, out)
     assert code == 2 and "already holds a checkpoint" in err and err.count("\n") == 1
 
 
 def test_phase2_carry_rebuilds_the_cache(run_dir, tmp_path, capsys):
     out = tmp_path / "carry"
-    code, stdout, _ = run_cli(
-        capsys,
-        "phase2",
-        "--checkpoint",
-        run_dir,
-        "--cache-mode",
-        "carry",
-        "--epochs",
-        "1",
-        "--out",
-        out,
-        "--quiet",
-    )
+    code, stdout, _ = phase2(capsys, run_dir, out, "--cache-mode", "carry", "--epochs", "1")
     assert code == 0 and "contexts carry" in stdout and "bigram" in stdout
     cache = load_cache(out / "cache.safetensors")
     assert cache.context_mode == "carry"
@@ -106,15 +72,15 @@ def test_phase2_carry_rebuilds_the_cache(run_dir, tmp_path, capsys):
     assert state["context_mode"] == "carry" and state["phase1_tag"] == reset.checkpoint
     assert json.loads((out / "checkpoint.json").read_text())["files"]["cache"]["name"] == "cache.safetensors"
     # --resume reuses the carry cache the run lists (verified) instead of rebuilding it
-    argv = ["phase2", "--checkpoint", run_dir, "--cache-mode", "carry", "--quiet", "--json"]
-    code, stdout, _ = run_cli(capsys, *argv, "--epochs", "2", "--out", out, "--resume")
+    carry = ["--cache-mode", "carry", "--json"]
+    code, stdout, _ = phase2(capsys, run_dir, out, *carry, "--epochs", "2", "--resume")
     done = json.loads(stdout.splitlines()[-1])
     assert code == 0 and done["cache_seconds"] is None and done["cache_mode"] == "carry" and done["epochs"] == 2
     # a cache file that no manifest lists is never trusted: a fresh run rebuilds (and lists) its own
     again = tmp_path / "again"
     again.mkdir()
     shutil.copy(out / "cache.safetensors", again / "cache.safetensors")
-    code, stdout, _ = run_cli(capsys, *argv, "--epochs", "1", "--out", again)
+    code, stdout, _ = phase2(capsys, run_dir, again, *carry, "--epochs", "1")
     assert code == 0 and json.loads(stdout.splitlines()[-1])["cache_seconds"] > 0
 
 
