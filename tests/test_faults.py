@@ -9,6 +9,9 @@ import pytest
 from newllm.runs.lock import RunLock, RunLocked
 from newllm.tools.faults.kill_resume import campaign
 
+#: ``newllm train`` of a tiny model (2 tokens, dim 8): the run the lock and resume tests start.
+TINY_TRAIN = ["train", "--tokens", "2", "--dim", "8", "--vocab-size", "300"]
+
 
 @pytest.mark.slow
 def test_killed_runs_resume_bit_exact(tmp_path):
@@ -22,21 +25,7 @@ def test_a_locked_run_directory_is_not_written_by_a_second_run(tmp_path):
         with pytest.raises(RunLocked, match="locked by a live run"):
             RunLock(out).acquire()
         p = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "newllm",
-                "train",
-                "--tokens",
-                "2",
-                "--dim",
-                "8",
-                "--vocab-size",
-                "300",
-                "--out",
-                str(out),
-                "--quiet",
-            ],
+            [sys.executable, "-m", "newllm", *TINY_TRAIN, "--out", str(out), "--quiet"],
             capture_output=True,
             text=True,
             timeout=120,
@@ -59,19 +48,7 @@ def test_the_lock_dies_with_its_holder(tmp_path):
 def test_resume_without_a_checkpoint_starts_from_scratch(tmp_path, capsys):
     from newllm.cli.main import main
 
-    args = [
-        "train",
-        "--tokens",
-        "2",
-        "--dim",
-        "8",
-        "--vocab-size",
-        "300",
-        "--epochs",
-        "1",
-        "--quiet",
-        "--json",
-    ]
+    args = [*TINY_TRAIN, "--epochs", "1", "--quiet", "--json"]
     assert main([*args, "--out", str(tmp_path / "a"), "--resume"]) == 0
     assert main([*args, "--out", str(tmp_path / "b")]) == 0
     outs = [json.loads(x) for x in capsys.readouterr().out.splitlines() if '"epoch"' in x]
