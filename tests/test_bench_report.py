@@ -4,6 +4,11 @@ from newllm.cli.main import main
 from newllm.tools import benchreport
 
 
+def entry(fullname, **extra_info):
+    """A pytest-benchmark entry carrying only ``fullname`` and ``extra_info``."""
+    return {"fullname": fullname, "extra_info": extra_info}
+
+
 def entries_json(tmp_path):
     def it(arch, state, tokens, med, rate):
         counts = dict(
@@ -38,50 +43,16 @@ def entries_json(tmp_path):
         it("layerwise", "untrained", 512, 6.0, 0.5),
         it("sequential", "trained", 512, 3.0, 1.0),
     ]
-    benches.append(
-        {
-            "fullname": "b::thr",
-            "extra_info": dict(
-                kind="throughput",
-                arch="layerwise",
-                device="cpu",
-                dtype="float32",
-                tokens=512,
-                token_iterations_per_s=3e4,
-                solve_gflops=39.0,
-                roofline_gflops=70.0,
-                roofline_fraction=39 / 70,
-            ),
-        }
-    )
-    benches.append(
-        {
-            "fullname": "b::loop",
-            "extra_info": dict(
-                kind="loop_speedup", arch="mixed", device="cpu", tokens=512, iterations=20, speedup=15.8
-            ),
-        }
-    )
-    benches.append(
-        {
-            "fullname": "b::p1",
-            "extra_info": dict(
-                kind="phase1_time_to_95",
-                arch="layerwise",
-                device="cpu",
-                tokens=512,
-                vocab_size=2048,
-                speedup=37.3,
-                counts={
-                    "spec_epochs_to_95": 1.0,
-                    "batched_epochs_to_95": 1.0,
-                    "spec_optimizer_steps": 1058.0,
-                    "batched_optimizer_steps": 6.0,
-                },
-            ),
-        }
-    )
-    benches.append({"fullname": "b::other", "extra_info": {"kind": "something-else"}})
+    layerwise = dict(arch="layerwise", device="cpu", tokens=512)
+    gflops = dict(solve_gflops=39.0, roofline_gflops=70.0, roofline_fraction=39 / 70)
+    benches.append(entry("b::thr", kind="throughput", dtype="float32", token_iterations_per_s=3e4, **gflops, **layerwise))
+    loop = dict(kind="loop_speedup", arch="mixed", device="cpu", tokens=512, iterations=20, speedup=15.8)
+    benches.append(entry("b::loop", **loop))
+    steps = {"spec_epochs_to_95": 1.0, "batched_epochs_to_95": 1.0}
+    steps |= {"spec_optimizer_steps": 1058.0, "batched_optimizer_steps": 6.0}
+    p1 = dict(kind="phase1_time_to_95", vocab_size=2048, speedup=37.3, counts=steps)
+    benches.append(entry("b::p1", **p1, **layerwise))
+    benches.append(entry("b::other", kind="something-else"))
     path = tmp_path / "bench.json"
     path.write_text(json.dumps({"benchmarks": benches}))
     return path
