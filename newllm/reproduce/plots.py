@@ -37,6 +37,16 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def _label(ax, title: str, xlabel: str, ylabel: str | None, legend: str) -> None:
+    """One panel's title (9 pt), axis labels and tick labels (8 pt), and legend (7 pt, placed at ``legend``)."""
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel(xlabel, fontsize=8)
+    if ylabel is not None:
+        ax.set_ylabel(ylabel, fontsize=8)
+    ax.tick_params(labelsize=8)
+    ax.legend(fontsize=7, loc=legend)
+
+
 def _log(ax, which: str = "y") -> None:
     """Log scale with unlabelled minor ticks (cheap to draw)."""
     from matplotlib.ticker import LogLocator, NullFormatter, NullLocator
@@ -67,11 +77,7 @@ def rate_vs_tokens(curves: dict[str, Any], path: Path) -> Path:
             _log(ax, "x")
             ax.margins(x=0.08)
             ax.set_ylim(-0.05, 1.05)
-            ax.set_title(f"{arch}, {what}", fontsize=9)
-            ax.set_xlabel("tokens", fontsize=8)
-            ax.set_ylabel("convergence rate (seed mean, 95% CI)", fontsize=8)
-            ax.tick_params(labelsize=8)
-            ax.legend(fontsize=7, loc="center right")
+            _label(ax, f"{arch}, {what}", "tokens", "convergence rate (seed mean, 95% CI)", "center right")
     return _save(fig, path)
 
 
@@ -90,11 +96,8 @@ def rate_vs_threshold(curves: list[dict[str, Any]], lines: dict[str, float], pat
             ax.text(x, 0.02, f" {name}", fontsize=7, color="gray", rotation=90, va="bottom")
         _log(ax, "x")
         ax.set_ylim(-0.05, 1.05)
-        ax.set_title(arch, fontsize=9)
-        ax.set_xlabel("threshold, rel = ||f(c) - c|| / ||f(c)||", fontsize=8)
-        ax.set_ylabel("rate within 200 eval iterations", fontsize=8)
-        ax.tick_params(labelsize=8)
-        ax.legend(fontsize=7, loc="upper left")
+        xlabel = "threshold, rel = ||f(c) - c|| / ||f(c)||"
+        _label(ax, arch, xlabel, "rate within 200 eval iterations", "upper left")
     return _save(fig, path)
 
 
@@ -121,11 +124,8 @@ def residual_traces(traces: list[dict[str, Any]], l2_lines: dict[str, float], pa
             ax.axhline(y, color="gray", ls=":", lw=1)
             ax.text(200, y, f"{name} ", fontsize=7, va="bottom", ha="right", color="gray")
         _log(ax, "y")
-        ax.set_title(f"{arch}, {state} (seed {seed}, 10-token set)", fontsize=9)
-        ax.set_xlabel("iteration", fontsize=8)
-        ax.set_ylabel("l2 residual ||f(c) - c||", fontsize=8)
-        ax.tick_params(labelsize=8)
-        ax.legend(fontsize=7, loc="lower left")
+        title = f"{arch}, {state} (seed {seed}, 10-token set)"
+        _label(ax, title, "iteration", "l2 residual ||f(c) - c||", "lower left")
     return _save(fig, path)
 
 
@@ -142,8 +142,6 @@ def spectra(spec: list[dict[str, Any]], path: Path) -> Path:
     for ax, name in zip(axes, names, strict=True):
         ax.axhline(1.0, color="gray", ls=":", lw=1)
         ax.set_ylim(bottom=0.0)
-        ax.set_xlabel("index, descending (the last two: LayerNorm's mean and scale directions)", fontsize=8)
-        ax.set_title(f"{name}; {where}", fontsize=9)
-        ax.tick_params(labelsize=8)
-        ax.legend(fontsize=7, loc="lower left")
+        xlabel = "index, descending (the last two: LayerNorm's mean and scale directions)"
+        _label(ax, f"{name}; {where}", xlabel, None, "lower left")
     return _save(fig, path)
