@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from newllm import SolverConfig
 from newllm.certify import certify_map
 from newllm.implicit import fixed_point
 from newllm.multiplicity import fixed_points
+from newllm.reproduce.report import markdown_table
 from newllm.result import BoundKind
 from newllm.runs.jsonio import dumps
 from newllm.solvers import iterate
@@ -200,60 +202,78 @@ def _goals_md(doc: dict[str, Any]) -> list[str]:
     ]
 
 
+def _section(title: str, prose: str, header: list[str], rows: Iterable[list[str]]) -> list[str]:
+    """The lines of one report section: ``## title``, the ``prose`` paragraph, the table, a blank line."""
+    return [f"## {title}", "", prose, "", *markdown_table(header, rows).split("\n"), ""]
+
+
 def _bounds_md(rows: list[dict[str, Any]]) -> list[str]:
-    out = ["## Error bounds vs the true distance", "",
-           "newllm's Anderson contexts that pass the check, certified (`newllm.certify`), against the distance "
-           "to the fixed point Newton refinement (rel < 1e-10) reaches from them. Holds: bound ≥ distance; "
-           "≤ 10×: and bound ≤ 10 × distance.", "",
-           "| problem | converged | refined | certified (contraction/linearised) | holds | ≤ 10× | median bound/dist | "
-           "max bound/dist | σ_min(I−J) range | max rel. distance |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
+    def row(r: dict[str, Any]) -> list[str]:
         b = r["bounds"]
-        out.append(f"| {r['problem']} | {b['converged']} | {b['refined']} | {b['certified']} "
-                   f"({b['kinds']['contraction']}/{b['kinds']['linearised']}) | {b['bound_holds']} | {b['within_10x']} | "
-                   f"{_g(b['ratio_median'])} | {_g(b['ratio_max'])} | {b['sigma_min_range'][0]:.2g}–"
-                   f"{b['sigma_min_range'][1]:.2g} | {b['max_relative_distance']:.3g} |")
-    return [*out, ""]
+        lo, hi = b["sigma_min_range"]
+        return [r["problem"], f"{b['converged']}", f"{b['refined']}",
+                f"{b['certified']} ({b['kinds']['contraction']}/{b['kinds']['linearised']})", f"{b['bound_holds']}",
+                f"{b['within_10x']}", _g(b["ratio_median"]), _g(b["ratio_max"]), f"{lo:.2g}–{hi:.2g}",
+                f"{b['max_relative_distance']:.3g}"]  # fmt: skip
+
+    return _section(
+        "Error bounds vs the true distance",
+        "newllm's Anderson contexts that pass the check, certified (`newllm.certify`), against the distance "
+        "to the fixed point Newton refinement (rel < 1e-10) reaches from them. Holds: bound ≥ distance; "
+        "≤ 10×: and bound ≤ 10 × distance.",
+        ["problem", "converged", "refined", "certified (contraction/linearised)", "holds", "≤ 10×",
+         "median bound/dist", "max bound/dist", "σ_min(I−J) range", "max rel. distance"],  # fmt: skip
+        map(row, rows),
+    )
 
 
 def _grad_md(rows: list[dict[str, Any]]) -> list[str]:
-    out = ["## Gradients through the fixed point", "",
-           "Parameter gradient of a fixed random linear loss on the first tokens, at the fixed points Newton "
-           "reaches (rel < 1e-12) from newllm's contexts, against the dense exact implicit gradient (float64).",
-           "", "| problem | forward converged | backward converged (median NFE) | min σ_min(I−J) | implicit cosine "
-           "| implicit rel. error | one-step cosine | phantom (5) cosine |", "|---|---|---|---|---|---|---|---|"]
-    for r in rows:
+    def row(r: dict[str, Any]) -> list[str]:
         g = r["gradients"]
-        out.append(f"| {r['problem']} | {g['forward_converged']}/{g['tokens']} | {g['backward_converged']}/"
-                   f"{g['tokens']} ({g['backward_nfe_median']:g}) | {g['sigma_min']:.2g} | "
-                   f"{g['implicit']['cosine']:.6f} | {g['implicit']['relative_error']:.2e} | "
-                   f"{g['one_step']['cosine']:.3f} | {g['phantom']['cosine']:.3f} |")
-    return [*out, ""]
+        return [r["problem"], f"{g['forward_converged']}/{g['tokens']}",
+                f"{g['backward_converged']}/{g['tokens']} ({g['backward_nfe_median']:g})", f"{g['sigma_min']:.2g}",
+                f"{g['implicit']['cosine']:.6f}", f"{g['implicit']['relative_error']:.2e}",
+                f"{g['one_step']['cosine']:.3f}", f"{g['phantom']['cosine']:.3f}"]  # fmt: skip
+
+    return _section(
+        "Gradients through the fixed point",
+        "Parameter gradient of a fixed random linear loss on the first tokens, at the fixed points Newton "
+        "reaches (rel < 1e-12) from newllm's contexts, against the dense exact implicit gradient (float64).",
+        ["problem", "forward converged", "backward converged (median NFE)", "min σ_min(I−J)", "implicit cosine",
+         "implicit rel. error", "one-step cosine", "phantom (5) cosine"],  # fmt: skip
+        map(row, rows),
+    )
 
 
 def _cost_md(doc: dict[str, Any]) -> list[str]:
-    out = ["## Anderson's CPU time per token-evaluation over Picard's", "",
-           "Same problem, same run, one thread; tokens stop one by one, so a few slow tokens run "
-           "Anderson on a small batch, where the per-step overhead dominates.", "",
-           "| problem | Anderson / Picard per token-evaluation | token-evaluations Picard / Anderson |", "|---|---|---|"]
-    for r in [*doc["problems"], *[{"problem": x["problem"], "anderson_over_picard": x}
-                                  for x in doc.get("full_size_anderson_over_picard", [])]]:
-        a = r["anderson_over_picard"]
-        out.append(f"| {r['problem']} | {a['ratio']:.2f} | {a['token_evaluations']['picard']:g} / "
-                   f"{a['token_evaluations']['anderson']:g} |")
-    return [*out, ""]
+    full = [{"problem": x["problem"], "anderson_over_picard": x} for x in doc.get("full_size_anderson_over_picard", [])]
+    return _section(
+        "Anderson's CPU time per token-evaluation over Picard's",
+        "Same problem, same run, one thread; tokens stop one by one, so a few slow tokens run "
+        "Anderson on a small batch, where the per-step overhead dominates.",
+        ["problem", "Anderson / Picard per token-evaluation", "token-evaluations Picard / Anderson"],
+        (
+            [r["problem"], f"{a['ratio']:.2f}", f"{a['token_evaluations']['picard']:g} / "
+             f"{a['token_evaluations']['anderson']:g}"]  # fmt: skip
+            for r in [*doc["problems"], *full]
+            for a in [r["anderson_over_picard"]]
+        ),
+    )
 
 
 def _multi_md(rows: list[dict[str, Any]]) -> list[str]:
-    out = ["## Multiplicity probe", "", "Starts zeros, two random, carry; Anderson and Broyden; rel < 1e-10.", "",
-           "| problem | tokens | with several fixed points | with none found | degenerate points | σ_max range |",
-           "|---|---|---|---|---|---|"]
-    for r in rows:
+    def row(r: dict[str, Any]) -> list[str]:
         m = r["multiplicity"]
         rng = "–" if m["sigma_max_range"] is None else f"{m['sigma_max_range'][0]:.4f}–{m['sigma_max_range'][1]:.4f}"
-        out.append(f"| {r['problem']} | {m['tokens']} | {m['tokens_with_several']} | {m['tokens_with_none']} | "
-                   f"{m['degenerate_points']} | {rng} |")
-    return [*out, ""]
+        return [r["problem"], f"{m['tokens']}", f"{m['tokens_with_several']}", f"{m['tokens_with_none']}",
+                f"{m['degenerate_points']}", rng]  # fmt: skip
+
+    return _section(
+        "Multiplicity probe",
+        "Starts zeros, two random, carry; Anderson and Broyden; rel < 1e-10.",
+        ["problem", "tokens", "with several fixed points", "with none found", "degenerate points", "σ_max range"],
+        map(row, rows),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
