@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, event, given, settings
@@ -29,6 +31,12 @@ FILES = settings(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 HEAVY = settings(FILES, max_examples=4 * settings.default.max_examples)
+
+
+def lanes(body: Callable[..., None], **strategies: Any) -> tuple[Callable[..., None], Callable[..., None]]:
+    """``body`` as two tests drawing its arguments from ``strategies`` (the rest are fixtures): the default
+    lane (:data:`FILES`) and the opt-in ``heavy`` lane (:data:`HEAVY`, 4x the examples)."""
+    return FILES(given(**strategies)(body)), pytest.mark.heavy(HEAVY(given(**strategies)(body)))
 
 # --- values ---------------------------------------------------------------------------------------------
 
@@ -156,17 +164,7 @@ def _data_source(scratch, drawn) -> None:
     check(run(["data", "info", "--source", f, "--max-length", "16", "--quiet"]), root, before, [])
 
 
-@FILES
-@given(drawn=data_file())
-def test_hostile_data_sources(scratch, drawn):
-    _data_source(scratch, drawn)
-
-
-@pytest.mark.heavy
-@HEAVY
-@given(drawn=data_file())
-def test_heavy_hostile_data_sources(scratch, drawn):
-    _data_source(scratch, drawn)
+test_hostile_data_sources, test_heavy_hostile_data_sources = lanes(_data_source, drawn=data_file())
 
 
 # --- samples files ---------------------------------------------------------------------------------------
@@ -196,17 +194,13 @@ def _maybe_mutated(data):
     return lambda b: data.draw(mutated(b)) if data.draw(st.integers(0, 3)) == 0 else b
 
 
-@FILES
-@given(samples=SAMPLES, asc=st.booleans(), data=st.data())
-def test_hostile_samples_files(scratch, samples, asc, data):
+def _samples_drawn(scratch, samples, asc, data) -> None:
     _samples(scratch, samples, asc, _maybe_mutated(data))
 
 
-@pytest.mark.heavy
-@HEAVY
-@given(samples=SAMPLES, asc=st.booleans(), data=st.data())
-def test_heavy_hostile_samples_files(scratch, samples, asc, data):
-    _samples(scratch, samples, asc, _maybe_mutated(data))
+test_hostile_samples_files, test_heavy_hostile_samples_files = lanes(
+    _samples_drawn, samples=SAMPLES, asc=st.booleans(), data=st.data()
+)
 
 
 # --- benchmark JSON --------------------------------------------------------------------------------------
@@ -256,17 +250,7 @@ BENCH_ARGS = dict(
 )
 
 
-@FILES
-@given(**BENCH_ARGS)
-def test_hostile_benchmark_files(scratch, entries, wrap, asc, data):
-    _bench_file(scratch, entries, wrap, asc, data)
-
-
-@pytest.mark.heavy
-@HEAVY
-@given(**BENCH_ARGS)
-def test_heavy_hostile_benchmark_files(scratch, entries, wrap, asc, data):
-    _bench_file(scratch, entries, wrap, asc, data)
+test_hostile_benchmark_files, test_heavy_hostile_benchmark_files = lanes(_bench_file, **BENCH_ARGS)
 
 
 # --- run directories: manifest, cache, weights, data snapshot --------------------------------------------
@@ -372,17 +356,7 @@ RUN_ARGS = dict(
 )
 
 
-@FILES
-@given(**RUN_ARGS)
-def test_hostile_run_directories(scratch, phase1, damage, command):
-    _run_directory(scratch, phase1, damage, command)
-
-
-@pytest.mark.heavy
-@HEAVY
-@given(**RUN_ARGS)
-def test_heavy_hostile_run_directories(scratch, phase1, damage, command):
-    _run_directory(scratch, phase1, damage, command)
+test_hostile_run_directories, test_heavy_hostile_run_directories = lanes(_run_directory, **RUN_ARGS)
 
 
 # --- generate: hostile prompts ---------------------------------------------------------------------------
@@ -417,17 +391,7 @@ def _prompt(phase2_gpt2, scratch, prompt, flags) -> None:
     check(run([*argv, *(x for f in flags for x in f), "--quiet"]), root, before, [])
 
 
-@FILES
-@given(**PROMPT_ARGS)
-def test_hostile_prompts(phase2_gpt2, scratch, prompt, flags):
-    _prompt(phase2_gpt2, scratch, prompt, flags)
-
-
-@pytest.mark.heavy
-@HEAVY
-@given(**PROMPT_ARGS)
-def test_heavy_hostile_prompts(phase2_gpt2, scratch, prompt, flags):
-    _prompt(phase2_gpt2, scratch, prompt, flags)
+test_hostile_prompts, test_heavy_hostile_prompts = lanes(_prompt, **PROMPT_ARGS)
 
 
 # --- verify: hostile baseline files ----------------------------------------------------------------------
@@ -478,14 +442,4 @@ def _baseline_file(scratch, baseline, damage) -> None:
     check(run([*VERIFY, "--baseline", f, "--quiet"]), root, before, [])
 
 
-@FILES
-@given(damage=baseline_damage())
-def test_hostile_baseline_files(scratch, baseline, damage):
-    _baseline_file(scratch, baseline, damage)
-
-
-@pytest.mark.heavy
-@HEAVY
-@given(damage=baseline_damage())
-def test_heavy_hostile_baseline_files(scratch, baseline, damage):
-    _baseline_file(scratch, baseline, damage)
+test_hostile_baseline_files, test_heavy_hostile_baseline_files = lanes(_baseline_file, damage=baseline_damage())
