@@ -47,6 +47,11 @@ def clock(device: torch.device | str) -> tuple[str, Callable[[], float]]:
     return "perf_counter", time.perf_counter
 
 
+def machine(device: torch.device | str, clock_name: str) -> dict[str, str | int]:
+    """The ``extra_info`` fields naming where a timing ran: ``device``, ``device_name``, ``threads``, ``clock``."""
+    return {"device": str(device), "device_name": device_name(device), "threads": THREADS, "clock": clock_name}
+
+
 def device_name(device: torch.device | str) -> str:
     dev = torch.device(device)
     if dev.type == "cuda":

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.cases import THREADS, clock, device_name, token_ids
+from bench.cases import clock, machine, token_ids
 from newllm import build_model
 from newllm.config import DEFAULT_VOCAB_SIZE
 from newllm.matrix import NOTES_ARCHITECTURES, RECIPES, model_config
@@ -109,8 +109,7 @@ def test_phase1_time_to_95(benchmark, device, arch):
     benchmark.extra_info.update(
         kind="phase1_time_to_95",
         arch=arch,
-        device=str(device),
-        device_name=device_name(device),
+        **machine(device, clock_name),
         tokens=TOKENS,
         vocab_size=vocab,
         vocab_note=(
@@ -118,8 +117,6 @@ def test_phase1_time_to_95(benchmark, device, arch):
             if vocab != DEFAULT_VOCAB_SIZE
             else "full vocabulary"
         ),
-        threads=THREADS,
-        clock=clock_name,
         spec_s=spec_s,
         batched_s=batched_s,
         speedup=spec_s / batched_s,

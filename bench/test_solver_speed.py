@@ -16,7 +16,7 @@ import statistics
 import pytest
 import torch
 
-from bench.cases import THREADS, clock, device_name, token_ids
+from bench.cases import clock, machine, token_ids
 from newllm import SolverConfig, build_model, solve
 from newllm.matrix import ARCHITECTURES, model_config
 from newllm.matrix import regression as R
@@ -70,13 +70,10 @@ def test_throughput_vs_roofline(benchmark, arch, device, dtype, tokens, iteratio
         kind="throughput",
         arch=arch,
         structure=list(model.config.blocks),
-        device=device,
-        device_name=device_name(device),
+        **machine(device, clock_name),
         dtype=str(dtype).removeprefix("torch."),
         tokens=tokens,
         iterations=iterations,
-        threads=THREADS,
-        clock=clock_name,
         step_flops=step_flops(model.config),
         token_iterations_per_s=token_iterations / best,
         solve_gflops=flops / best / 1e9,
@@ -125,12 +122,9 @@ def test_batched_vs_per_token_loop(benchmark, device, arch):
         kind="loop_speedup",
         arch=arch,
         structure=list(model.config.blocks),
-        device=str(device),
-        device_name=device_name(device),
+        **machine(device, clock_name),
         tokens=LOOP_TOKENS,
         iterations=LOOP_ITERATIONS,
-        threads=THREADS,
-        clock=clock_name,
         per_token_loop_s=loop_s,
         batched_median_s=batched,
         speedup=loop_s / batched,
