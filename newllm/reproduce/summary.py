@@ -12,6 +12,14 @@ from ..matrix import NOTES_ARCHITECTURES
 from ..stats import rate_interval
 from .plan import Plan
 
+
+def _large(recipe: str, ids: str, loop: str) -> tuple[str, str, dict[str, Any]]:
+    """The (label, experiment, where) of a ``phase1_large`` model state: ``recipe`` trained, 512 ``ids``, ``loop``."""
+    how = "spec loop" if loop == "spec" else loop
+    what = "spread ids" if ids == "spread" else "tokens of dialogue"
+    return f"trained {recipe} recipe ({how}), 512 {what}", "phase1_large", {"recipe": recipe, "ids": ids, "loop": loop}
+
+
 #: (label, experiment, where) of the model states compared in the contraction and collapse tables.
 SOURCES: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("untrained, 10 tokens", "untrained", {"tokens": 10, "clamp": None, "ids": "spread"}),
@@ -23,31 +31,11 @@ SOURCES: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("trained 002 (batched), 100 tokens", "phase1_scaling", {"tokens": 100, "loop": "batched"}),
     ("trained 002 (spec loop), 20 tokens", "phase1_scaling", {"tokens": 20, "loop": "spec"}),
     ("trained 002 (spec loop), 100 tokens", "phase1_scaling", {"tokens": 100, "loop": "spec"}),
-    (
-        "trained 001 recipe (batched), 512 spread ids",
-        "phase1_large",
-        {"recipe": "001", "ids": "spread", "loop": "batched"},
-    ),
-    (
-        "trained 004 recipe (batched), 512 spread ids",
-        "phase1_large",
-        {"recipe": "004", "ids": "spread", "loop": "batched"},
-    ),
-    (
-        "trained 004 recipe (spec loop), 512 spread ids",
-        "phase1_large",
-        {"recipe": "004", "ids": "spread", "loop": "spec"},
-    ),
-    (
-        "trained 001 recipe (spec loop), 512 tokens of dialogue",
-        "phase1_large",
-        {"recipe": "001", "ids": "dialogue", "loop": "spec"},
-    ),
-    (
-        "trained 004 recipe (spec loop), 512 tokens of dialogue",
-        "phase1_large",
-        {"recipe": "004", "ids": "dialogue", "loop": "spec"},
-    ),
+    _large("001", "spread", "batched"),
+    _large("004", "spread", "batched"),
+    _large("004", "spread", "spec"),
+    _large("001", "dialogue", "spec"),
+    _large("004", "dialogue", "spec"),
 )
 
 
