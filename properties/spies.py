@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 import pytest
 import torch
 
-from newllm import metrics
+from newllm import build_model, metrics
+from newllm.phase1 import Phase1Config, train_phase1
 
 
 @dataclass
@@ -88,6 +89,18 @@ class MetricSpy:
     @property
     def true_verdicts(self) -> int:
         return int(sum(int(d.verdict.sum()) for d in self.decisions))
+
+
+def spied_phase1(case, samples: list[list[int]], *, watch: bool = False, **settings):
+    """Phase 1 on ``samples`` for a model built from ``case`` (seed ``case.seed``) under a :class:`MetricSpy`
+    (snapshotting the model's weights when ``watch``) -> ``(spy, run, config)``. ``settings``: Phase1Config
+    fields; ``max_iterations`` is ``warmup + 4`` and ``seed`` is ``case.seed``."""
+    model = build_model(case.config, seed=case.seed)
+    cfg = Phase1Config(**settings, max_iterations=settings["warmup"] + 4, seed=case.seed)
+    with pytest.MonkeyPatch.context() as mp:
+        spy = MetricSpy(watch=model if watch else None).install(mp)
+        run = train_phase1(model, samples, cfg, progress=False)
+    return spy, run, cfg
 
 
 @dataclass

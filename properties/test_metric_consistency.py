@@ -24,12 +24,11 @@ import torch
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from newllm import SolverConfig, build_model, metrics, solve
+from newllm import SolverConfig, metrics, solve
 from newllm.metrics import METRICS, convert_threshold
-from newllm.phase1 import Phase1Config, train_phase1
 from newllm.phase1.cache import build_cache
 from properties import strategies as S
-from properties.spies import MetricSpy
+from properties.spies import MetricSpy, spied_phase1
 
 
 def _eps_tiny(dtype: torch.dtype) -> tuple[float, float]:
@@ -154,20 +153,8 @@ def test_the_solver_decides_through_the_registry(case, cfg, carry, anderson):
 def test_phase1_decides_through_the_registry_mse(case, loop, threshold, warmup, epochs, split):
     ids = case.ids.tolist()
     samples = [ids[:split], ids[split:]] if len(ids) > split else [ids]
-    model = build_model(case.config, seed=case.seed)
-    cfg = Phase1Config(
-        epochs=epochs,
-        loop=loop,
-        threshold=threshold,
-        warmup=warmup,
-        max_iterations=warmup + 4,
-        learning_rate=1e-3,
-        batch_samples=2,
-        seed=case.seed,
-    )
-    with pytest.MonkeyPatch.context() as mp:
-        spy = MetricSpy().install(mp)
-        run = train_phase1(model, samples, cfg, progress=False)
+    settings = dict(epochs=epochs, loop=loop, threshold=threshold, warmup=warmup, learning_rate=1e-3, batch_samples=2)
+    spy, run, _ = spied_phase1(case, samples, **settings)
     _check_decisions(spy, "mse", threshold)
     converged = sum(r.converged for r in run.records)
     assert spy.true_verdicts == converged

@@ -9,16 +9,14 @@ same order), so the kernels see the same shapes and bitwise equality is a fair d
 
 from __future__ import annotations
 
-import pytest
 import torch
 import torch.nn.functional as Fn
 from hypothesis import given
 from hypothesis import strategies as st
 
 from newllm import SolverConfig, build_model, solve
-from newllm.phase1 import Phase1Config, train_phase1
 from properties import strategies as S
-from properties.spies import MetricSpy
+from properties.spies import spied_phase1
 
 
 def _forward(model, ids, context, generator):
@@ -75,20 +73,8 @@ def test_phase1_training_forward_is_the_forward_pass(case, loop, batch_samples, 
     Phase 1's (``Phase1Config.seed``; jacobian_weight 0, so the masks are its only draws)."""
     ids = case.ids.tolist()
     samples = [ids[i : i + split] for i in range(0, len(ids), split)]
-    model = build_model(case.config, seed=case.seed)
-    cfg = Phase1Config(
-        epochs=1,
-        loop=loop,
-        batch_samples=batch_samples,
-        threshold=threshold,
-        warmup=warmup,
-        max_iterations=warmup + 4,
-        learning_rate=1e-2,
-        seed=case.seed,
-    )
-    with pytest.MonkeyPatch.context() as mp:
-        spy = MetricSpy(watch=model).install(mp)
-        run = train_phase1(model, samples, cfg, progress=False)
+    settings = dict(epochs=1, loop=loop, batch_samples=batch_samples, threshold=threshold, warmup=warmup)
+    spy, run, cfg = spied_phase1(case, samples, watch=True, learning_rate=1e-2, **settings)
     losses = [c for c in spy.calls if c.name == "mse"]
 
     # the schedule: groups of rows and, per group, how many iterations each row ran

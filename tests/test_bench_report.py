@@ -45,7 +45,8 @@ def entries_json(tmp_path):
     ]
     layerwise = dict(arch="layerwise", device="cpu", tokens=512)
     gflops = dict(solve_gflops=39.0, roofline_gflops=70.0, roofline_fraction=39 / 70)
-    benches.append(entry("b::thr", kind="throughput", dtype="float32", token_iterations_per_s=3e4, **gflops, **layerwise))
+    thr = dict(kind="throughput", dtype="float32", token_iterations_per_s=3e4, **gflops)
+    benches.append(entry("b::thr", **thr, **layerwise))
     loop = dict(kind="loop_speedup", arch="mixed", device="cpu", tokens=512, iterations=20, speedup=15.8)
     benches.append(entry("b::loop", **loop))
     steps = {"spec_epochs_to_95": 1.0, "batched_epochs_to_95": 1.0}
