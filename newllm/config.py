@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from . import _fields as F
 from .metrics import METRICS
@@ -24,8 +24,23 @@ DROPOUT_MODES = ("fresh", "fixed")
 DEFAULT_VOCAB_SIZE = 50_259
 
 
+class DictIO:
+    """Reading and writing a config dataclass as a dict or JSON file, validated by :mod:`newllm._fields`."""
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        return F.from_dict(cls, data)
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> Self:
+        return F.from_json(cls, path)
+
+    def to_dict(self) -> dict[str, Any]:
+        return F.to_dict(self)
+
+
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(DictIO):
     """Shape of a CVFP model.
 
     ``structure`` generalises both architectures: each entry is one block of that many
@@ -99,17 +114,6 @@ class ModelConfig:
     def total_layers(self) -> int:
         return sum(self.blocks)
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
-        return F.from_dict(cls, data)
-
-    @classmethod
-    def from_json(cls, path: str | Path) -> ModelConfig:
-        return F.from_json(cls, path)
-
-    def to_dict(self) -> dict[str, Any]:
-        return F.to_dict(self)
-
 
 def _arch_of(structure: tuple[int, ...]) -> str:
     if len(structure) == 1 and structure[0] == 1:
@@ -122,7 +126,7 @@ def _arch_of(structure: tuple[int, ...]) -> str:
 
 
 @dataclass(frozen=True)
-class SolverConfig:
+class SolverConfig(DictIO):
     """Settings of :func:`newllm.solve`.
 
     A token is converged at the first iteration ``k > warmup`` whose residual (in ``metric``,
@@ -197,14 +201,3 @@ class SolverConfig:
                 f"warmup + confirm must be below max_iterations ({self.max_iterations}), got "
                 f"{self.warmup} + {self.confirm}: no token could converge"
             )
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SolverConfig:
-        return F.from_dict(cls, data)
-
-    @classmethod
-    def from_json(cls, path: str | Path) -> SolverConfig:
-        return F.from_json(cls, path)
-
-    def to_dict(self) -> dict[str, Any]:
-        return F.to_dict(self)
