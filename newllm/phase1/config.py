@@ -38,6 +38,16 @@ class Phase1Config:
     seed: int = 0
     #: Weight of a Hutchinson estimate of ||J||_F^2 / D added to the loss (Bai et al., 2021); 0 = off.
     jacobian_weight: float = 0.0
+    #: Weight of the σ_max hinge ``relu(σ̂ - sigma_margin)^2`` (penalties.sigma_hinge); 0 = off.
+    sigma_weight: float = 0.0
+    sigma_margin: float = 0.9
+    #: Power-iteration steps of the hinge's σ̂ per optimizer step.
+    sigma_iterations: int = 3
+    #: Cap the spectral norm of the weights acting on ``c`` at this after every step (None = off).
+    spectral_scale: float | None = None
+    #: Weights of the anti-collapse terms over a group's new contexts (VICReg variance / covariance).
+    variance_weight: float = 0.0
+    covariance_weight: float = 0.0
     #: Success criterion of seed 004: convergence rate >= this.
     success_rate: float = 0.95
 
@@ -58,6 +68,13 @@ class Phase1Config:
         F.check_int("batch_samples", self.batch_samples, 1, 1_000_000)
         F.check_int("seed", self.seed, 0, 2**63 - 1)
         F.check_float("jacobian_weight", self.jacobian_weight, 0.0, None)
+        F.check_float("sigma_weight", self.sigma_weight, 0.0, None)
+        F.check_float("sigma_margin", self.sigma_margin, 0.0, None)
+        F.check_int("sigma_iterations", self.sigma_iterations, 0, 1000)
+        if self.spectral_scale is not None:
+            F.check_float("spectral_scale", self.spectral_scale, 0.0, None, lo_open=True)
+        F.check_float("variance_weight", self.variance_weight, 0.0, None)
+        F.check_float("covariance_weight", self.covariance_weight, 0.0, None)
         F.check_float("success_rate", self.success_rate, 0.0, 1.0)
 
     @classmethod

@@ -4,7 +4,8 @@
 One iteration over a group of active tokens (contexts ``c [n, C]``)::
 
     zero_grad; new = model.step(embed(tok), c.detach()); loss_t = metrics.mse(new, c)   # [n]
-    loss = mean(loss_t) (+ jacobian_weight * Hutchinson ||J||_F^2 / D); backward; clip; optimizer.step()
+    loss = mean(loss_t) + recipe_loss (the recipe's penalties); backward; clip; optimizer.step()
+    (then the spectral cap, when the recipe has one)
     c = new.detach(); token t stops when the stop rule (newllm.stop: metric mse, the threshold, warmup)
     says it converged
 """
@@ -22,6 +23,13 @@ from ..model import CVFPModel
 from ..runs.distributed import Dist
 from ..stop import Status, StopRule, StopState, stop
 from .config import Phase1Config
+from .penalties import (
+    covariance_loss,
+    hutchinson_jacobian,
+    project_spectral,
+    sigma_hinge,
+    variance_loss,
+)
 
 
 class Phase1Divergence(ValueError):
@@ -96,7 +104,7 @@ def train_group(
         optimizer.zero_grad(set_to_none=True)
         c_in = model.initial_context((1,)) if idle else c[rows].detach()
         tok = torch.zeros(1, dtype=torch.long, device=dev) if idle else ids[rows]
-        if config.jacobian_weight > 0:
+        if needs_input_grad(config):
             c_in.requires_grad_(True)
         if stepper is None:
             new = model.step(model.embed(tok), c_in, generator=generator)
@@ -107,8 +115,8 @@ def train_group(
             loss = tok_loss.sum() * (0.0 if idle else dist.world_size / n_global)
         else:
             loss = tok_loss.mean()
-        if config.jacobian_weight > 0:
-            loss = loss + config.jacobian_weight * hutchinson_jacobian(new, c_in, generator).mean()
+        if not idle:
+            loss = loss + recipe_loss(config, new, c_in, generator)
         detached = tok_loss.detach().to("cpu", torch.float64)
         if not bool(torch.isfinite(loss.detach())) or not bool(torch.isfinite(detached).all()):
             bad = (
@@ -122,6 +130,8 @@ def train_group(
         if config.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
         optimizer.step()
+        if config.spectral_scale is not None:
+            project_spectral(model, config.spectral_scale)
         steps += 1
         if idle:
             continue
@@ -141,11 +151,27 @@ def train_group(
     )
 
 
-def hutchinson_jacobian(new: torch.Tensor, c_in: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Per-token unbiased estimate of ``||J||_F^2 / D`` with ``J = d new / d c_in``: ``[n]``.
+def needs_input_grad(config: Phase1Config) -> bool:
+    """Whether a penalty differentiates through ``c_in`` (the Jacobian terms)."""
+    return config.jacobian_weight > 0 or config.sigma_weight > 0
 
-    One Gaussian probe ``v``: ``E ||v^T J||^2 = ||J||_F^2``. Differentiable (create_graph).
+
+def recipe_loss(
+    config: Phase1Config, new: torch.Tensor, c_in: torch.Tensor, generator: torch.Generator
+) -> torch.Tensor:
+    """The weighted extra terms of ``config`` (:mod:`.penalties`) for one group's ``new [n, C]``: a scalar.
+
+    Random draws, in this order and only for terms with a positive weight: the Hutchinson probe,
+    the σ-hinge's power-iteration start (both from ``generator``).
     """
-    v = torch.randn(new.shape, generator=generator, device=new.device, dtype=new.dtype)
-    (vj,) = torch.autograd.grad(new, c_in, v, create_graph=True)
-    return vj.pow(2).sum(-1) / new.shape[-1]
+    total = new.new_zeros(())
+    if config.jacobian_weight > 0:
+        total = total + config.jacobian_weight * hutchinson_jacobian(new, c_in, generator).mean()
+    if config.sigma_weight > 0:
+        hinge = sigma_hinge(new, c_in, generator, config.sigma_margin, config.sigma_iterations)
+        total = total + config.sigma_weight * hinge.mean()
+    if config.variance_weight > 0:
+        total = total + config.variance_weight * variance_loss(new)
+    if config.covariance_weight > 0:
+        total = total + config.covariance_weight * covariance_loss(new)
+    return total
