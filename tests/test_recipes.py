@@ -166,10 +166,10 @@ def test_carry_vs_reset_bound():
     r = Solved(
         ctx, torch.ones(2, dtype=torch.bool), torch.ones(2), torch.tensor([0.1, 0.1], dtype=torch.float64)
     )
-    c = Solved(ctx + torch.tensor([[0.3, 0, 0], [0.5, 0, 0]]), r.converged, r.iterations, r.residual)
-    out = carry_vs_reset(r, c, 0.5)  # bound (0.1 + 0.1) / (1 - 0.5) = 0.4
-    assert out["bound_max"] == pytest.approx(0.4)
-    assert out["within_bound"] == 0.5 and out["distance_max"] == pytest.approx(0.5)
+    c = Solved(ctx + torch.tensor([[0.3, 0, 0], [0.9, 0, 0]]), r.converged, r.iterations, r.residual)
+    out = carry_vs_reset(r, c, 0.75)  # bound (0.1 + 0.1) / (1 - 0.75) = 0.8
+    assert out["bound_max"] == pytest.approx(0.8)
+    assert out["within_bound"] == 0.5 and out["distance_max"] == pytest.approx(0.9)
     assert carry_vs_reset(r, c, 1.2)["bound_max"] == float("inf")
 
 
@@ -221,7 +221,7 @@ def _args(argv: list[str]) -> argparse.Namespace:
 
 def test_train_recipe_sets_the_phase1_config_and_flags_override_it():
     cfg = train_cmd.phase1_config(_args(["--recipe", "spectral+vc", "--tokens", "3", "--out", "x"]))
-    assert cfg.spectral_scale == 0.9 and cfg.variance_weight == 1.0 and cfg.epochs == 8
+    assert cfg.spectral_scale == 0.9 and cfg.variance_weight == 1.0 and cfg.epochs == 20
     cfg = train_cmd.phase1_config(
         _args(["--recipe", "spectral+vc", "--epochs", "2", "--tokens", "3", "--out", "x"])
     )
@@ -249,3 +249,14 @@ def test_list_recipes(capsys):
     out = capsys.readouterr().out
     assert all(name in out for name in BENCHMARK_RECIPES)
     assert "untrained" not in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [(["--recipes", "seeds,bogus"], "'bogus'"), (["--archs", "circular"], "'circular'"), (["--full-dim", "0"], "0")],
+)
+def test_recipes_command_bad_input_is_one_error_line(capsys, tmp_path, argv, named):
+    assert main(["recipes", "--quick", "--out", str(tmp_path), *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and named in err[0]
+    assert not any(tmp_path.iterdir())  # refused before any work

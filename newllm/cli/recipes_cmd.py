@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..runs.jsonio import dumps
 from . import common
 
 NAME = "recipes"
@@ -15,7 +16,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--quick",
         action="store_true",
-        help="12 conversations, D = 32, 1 seed, 3 epochs per recipe (about 3 min on 2 cores)",
+        help="4 recipes (untrained, seeds, sigma-hinge+vc, the injection variant), 8 conversations, D = 16, "
+        "5 epochs, 1 seed",
     )
     p.add_argument(
         "--out",
@@ -26,23 +28,41 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--full-dim",
         type=int,
         default=None,
-        help="re-measure the best recipe at this dim (default: 256 for the full run, none with --quick)",
+        help="also re-measure the best recipe at this dim, seed 0 (default: none)",
+    )
+    p.add_argument(
+        "--recipes", type=_names, help="comma-separated subset of the recipes (default: the workload's)"
+    )
+    p.add_argument(
+        "--archs", type=_names, help="comma-separated architectures (default: sequential,layerwise)"
     )
     p.add_argument(
         "--json", action="store_true", help="print report.json's summary (records' goals) on stdout"
     )
 
 
+def _names(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
 def run(args: argparse.Namespace) -> int:
-    from ..recipes.bench import FULL, QUICK, note, run_benchmark
+    from ..recipes.bench import CONFIRM_SEEDS, FULL, QUICK, note, run_benchmark
     from ..recipes.report import verdicts, write
 
     if args.full_dim is not None and args.full_dim < 1:
         raise ValueError(f"--full-dim must be a positive integer, got {args.full_dim}")
-    w = QUICK if args.quick else FULL
-    full_dim = args.full_dim if args.full_dim is not None else (None if args.quick else 256)
-    report = run_benchmark(w, full_dim=full_dim)
-    paths = write(report, Path(args.out), verdicts(report))
+    w = _select(QUICK if args.quick else FULL, args)
+    confirm = () if args.quick else CONFIRM_SEEDS
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    partial = out / "partial.json"
+
+    def save(records: list) -> None:  # what a run cut short leaves behind
+        partial.write_text(dumps({"workload": w.name, "records": records}, indent=1) + "\n")
+
+    report = run_benchmark(w, confirm_seeds=confirm, full_dim=args.full_dim, on_record=save)
+    partial.unlink(missing_ok=True)
+    paths = write(report, out, verdicts(report))
     note("wrote " + ", ".join(str(p) for p in paths))
     if args.json:
         common.print_json(
@@ -61,3 +81,21 @@ def run(args: argparse.Namespace) -> int:
             f"best recipe: {b['recipe']} on {b['arch']} ({b['met_count']}/5 goal-1 criteria); report {paths[1]}"
         )
     return 0
+
+
+def _select(w, args: argparse.Namespace):
+    """The workload restricted to ``--recipes`` / ``--archs`` (each name checked)."""
+    from dataclasses import replace
+
+    from ..matrix import ARCHITECTURES, RECIPES
+
+    for name in args.recipes or ():
+        if name not in RECIPES or name in ("001", "004"):
+            valid = ", ".join(n for n in RECIPES if n not in ("001", "004"))
+            raise ValueError(f"unknown recipe {name!r} in --recipes; expected some of {valid}")
+    for arch in args.archs or ():
+        if arch not in ARCHITECTURES:
+            raise ValueError(
+                f"unknown architecture {arch!r} in --archs; expected some of {', '.join(ARCHITECTURES)}"
+            )
+    return replace(w, recipes=tuple(args.recipes or w.recipes), archs=tuple(args.archs or w.archs))

@@ -87,6 +87,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=512,
         help="truncate conversations to this many tokens (default %(default)s)",
     )
+    _add_phase1_arguments(p)
+    p.add_argument("--seed", type=int, default=0, help="seed for weights, dropout and probes (default 0)")
+    p.add_argument("--out", required=True, help="run directory for checkpoints, log.jsonl and the cache")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its last checkpoint (a directory without one starts at epoch 1, "
+        "with a note on stderr)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print one JSON object per epoch and a final one")
+    p.add_argument(
+        "--distributed",
+        action="store_true",
+        help="data-parallel over the processes of `torchrun --nproc-per-node N -m newllm train ...` "
+        "(gloo on CPU, nccl on CUDA; batched loop)",
+    )
+
+
+def _add_phase1_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("phase 1")
     d = Phase1Config()
     g.add_argument(
@@ -153,22 +173,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=float,
         default=d.covariance_weight,
         help="weight of the VICReg covariance term of the contexts (default 0: off)",
-    )
-    p.add_argument("--seed", type=int, default=0, help="seed for weights, dropout and probes (default 0)")
-    p.add_argument("--out", required=True, help="run directory for checkpoints, log.jsonl and the cache")
-    p.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue the run in --out from its last checkpoint (a directory without one starts at epoch 1, "
-        "with a note on stderr)",
-    )
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--json", action="store_true", help="print one JSON object per epoch and a final one")
-    p.add_argument(
-        "--distributed",
-        action="store_true",
-        help="data-parallel over the processes of `torchrun --nproc-per-node N -m newllm train ...` "
-        "(gloo on CPU, nccl on CUDA; batched loop)",
     )
 
 

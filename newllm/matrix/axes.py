@@ -64,8 +64,8 @@ class Recipe:
 
 #: The seed notes' reported Phase 1 settings (001/002; Phase1Config's defaults).
 SEEDS = {"epochs": 3, "learning_rate": 1e-4, "max_iterations": 50, "threshold": 0.01, "warmup": 0}
-#: The schedule of the contraction recipes (docs/recipes.md): 8 epochs at lr 1e-3, mse threshold 1e-4.
-SCHEDULE = {"epochs": 8, "learning_rate": 1e-3, "max_iterations": 30, "threshold": 1e-4, "warmup": 0}
+#: The schedule of the contraction recipes (docs/recipes.md): 20 epochs at lr 1e-3, mse threshold 1e-4.
+SCHEDULE = {"epochs": 20, "learning_rate": 1e-3, "max_iterations": 30, "threshold": 1e-4, "warmup": 0}
 _JAC = {"jacobian_weight": 0.1}
 _HINGE = {"sigma_weight": 1.0, "sigma_margin": 0.9, "sigma_iterations": 3}
 _SPECTRAL = {"spectral_scale": 0.9}

@@ -118,14 +118,7 @@ def train_group(
         if not idle:
             loss = loss + recipe_loss(config, new, c_in, generator)
         detached = tok_loss.detach().to("cpu", torch.float64)
-        if not bool(torch.isfinite(loss.detach())) or not bool(torch.isfinite(detached).all()):
-            bad = (
-                int((~torch.isfinite(detached)).nonzero()[0])
-                if not bool(torch.isfinite(detached).all())
-                else 0
-            )
-            desc = where(int(active[bad]), k) if where and not idle else f"row {bad}, iteration {k}"
-            raise Phase1Divergence(f"non-finite Phase 1 loss at {desc}")
+        _check_finite(loss, detached, None if idle else where, active, k)
         loss.backward()
         if config.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
@@ -175,3 +168,17 @@ def recipe_loss(
     if config.covariance_weight > 0:
         total = total + config.covariance_weight * covariance_loss(new)
     return total
+
+
+def _check_finite(
+    loss: torch.Tensor,
+    tok_loss: torch.Tensor,
+    where: Callable[[int, int], str] | None,
+    active: torch.Tensor,
+    k: int,
+) -> None:
+    """Raise :class:`Phase1Divergence` naming the first non-finite token (``where(row, k)``)."""
+    if not bool(torch.isfinite(loss.detach())) or not bool(torch.isfinite(tok_loss).all()):
+        bad = int((~torch.isfinite(tok_loss)).nonzero()[0]) if not bool(torch.isfinite(tok_loss).all()) else 0
+        desc = where(int(active[bad]), k) if where else f"row {bad}, iteration {k}"
+        raise Phase1Divergence(f"non-finite Phase 1 loss at {desc}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,7 +52,7 @@ class Workload:
     #: Rows whose full Jacobian is computed (exact σ_max and ρ).
     exact_sample: int = 32
     phase2_epochs: int = 10
-    phase2_lr: float = 3e-3
+    phase2_lr: float = 5e-3
     #: Override of every recipe's Phase 1 epochs (None: the recipe's own).
     epochs: int | None = None
 
@@ -59,8 +60,10 @@ class Workload:
 ALL = ("untrained", *BENCHMARK_RECIPES)
 #: The quick run's recipes: the control, the notes' recipe, the best-guess combination, the variant.
 QUICK_RECIPES = ("untrained", "seeds", "sigma-hinge+vc", "inject+sigma-hinge+vc")
-QUICK = Workload("quick", 8, 64, 0.34, 16, (0,), QUICK_RECIPES, epochs=2, phase2_epochs=3, exact_sample=8)
-FULL = Workload("full", 24, 96, 0.25, 32, (0, 1), ALL, phase2_epochs=5, exact_sample=16)
+QUICK = Workload("quick", 8, 64, 0.34, 16, (0,), QUICK_RECIPES, epochs=5, phase2_epochs=10, exact_sample=8)
+FULL = Workload("full", 16, 64, 0.25, 32, (0,), ALL, phase2_epochs=15, exact_sample=16)
+#: Extra seeds the best recipe is re-measured on (the spread over seeds of the winner).
+CONFIRM_SEEDS = (1,)
 
 
 def note(msg: str) -> None:
@@ -208,14 +211,27 @@ def run_record(recipe: str, arch: str, w: Workload, data: Data) -> dict[str, Any
     }
 
 
-def run_benchmark(w: Workload, *, full_dim: int | None = None) -> dict[str, Any]:
-    """Every record of ``w``; with ``full_dim``, the best recipe re-measured at that dim (seed 0)."""
+def run_benchmark(
+    w: Workload,
+    *,
+    confirm_seeds: tuple[int, ...] = (),
+    full_dim: int | None = None,
+    on_record: Callable[[list[dict[str, Any]]], None] | None = None,
+) -> dict[str, Any]:
+    """Every record of ``w``; then the best recipe on ``confirm_seeds`` too (``confirm``, every
+    architecture) and, with ``full_dim``, at that dim (seed 0, ``full_size``). ``on_record`` gets the
+    records so far after each one (e.g. to save partial results)."""
     t0 = time.perf_counter()
     torch.set_num_threads(1)  # a shared 2-core machine: one thread measured faster than oversubscription
     data = load_data(w)
     note(f"workload {w.name}: {data.describe()['train_tokens']} training / "
          f"{data.describe()['heldout_tokens']} held-out tokens, {len(w.recipes)} recipes x {len(w.archs)} archs")  # fmt: skip
-    records = [run_record(r, a, w, data) for r in w.recipes for a in w.archs]
+    records: list[dict[str, Any]] = []
+    for r in w.recipes:
+        for a in w.archs:
+            records.append(run_record(r, a, w, data))
+            if on_record is not None:
+                on_record(records)
     top = best(records)
     out: dict[str, Any] = {
         "schema": "newllm-recipes/1",
@@ -224,9 +240,16 @@ def run_benchmark(w: Workload, *, full_dim: int | None = None) -> dict[str, Any]
         "records": records,
         "best": {"recipe": top["recipe"], "arch": top["arch"], "met_count": top["goals"]["met_count"]},
     }
+    if confirm_seeds:
+        again = _with(w, f"{w.name}+seeds", w.dim, tuple(confirm_seeds), top["recipe"])
+        out["confirm"] = [run_record(top["recipe"], a, again, data) for a in w.archs]
     if full_dim is not None:
-        big = Workload(f"{w.name}@{full_dim}", w.conversations, w.max_length, w.val_fraction, full_dim, (0,),
-                       (top["recipe"],), w.archs, w.exact_sample, w.phase2_epochs, w.phase2_lr, w.epochs)  # fmt: skip
+        big = _with(w, f"{w.name}@{full_dim}", full_dim, (0,), top["recipe"])
         out["full_size"] = [run_record(top["recipe"], a, big, data) for a in w.archs]
     out["seconds"] = time.perf_counter() - t0
     return out
+
+
+def _with(w: Workload, name: str, dim: int, seeds: tuple[int, ...], recipe: str) -> Workload:
+    return Workload(name, w.conversations, w.max_length, w.val_fraction, dim, seeds, (recipe,), w.archs,
+                    w.exact_sample, w.phase2_epochs, w.phase2_lr, w.epochs)  # fmt: skip

@@ -120,6 +120,10 @@ def markdown(report: dict[str, Any], verdicts: str) -> str:
         *(_row(r) for r in report["records"]),
         "",
     ]
+    if report.get("confirm"):
+        seeds = report["confirm"][0]["seeds"]
+        lines += [f"## The best recipe on further seeds {seeds} (spread over seeds)", "",
+                  HEADER, *(_row(r) for r in report["confirm"]), ""]  # fmt: skip
     if report.get("full_size"):
         lines += [f"## The best recipe re-measured at D = {report['full_size'][0]['dim']} (seed 0)", "",
                   HEADER, *(_row(r) for r in report["full_size"]), ""]  # fmt: skip
