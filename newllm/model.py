@@ -12,7 +12,8 @@ Phase 1 training all call it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as Fn
@@ -63,7 +64,7 @@ class CVFPModel(nn.Module):
             for m in self.modules():
                 if isinstance(m, nn.Linear | nn.Embedding):
                     m.weight.normal_(0.0, std, generator=generator)
-                    if getattr(m, "bias", None) is not None:
+                    if isinstance(m, nn.Linear) and m.bias is not None:
                         m.bias.zero_()
                 elif isinstance(m, nn.LayerNorm):
                     m.weight.fill_(1.0)
@@ -92,7 +93,7 @@ class CVFPModel(nn.Module):
         c = context.expand(*lead, context.shape[-1])
         p = self.config.dropout if self.training else 0.0
         clamp = self.config.context_clamp
-        for block in self.blocks:
+        for block in cast("Iterable[Block]", self.blocks):
             h = torch.cat([e, c], dim=-1)
             for layer in block.layers:
                 # in place on the Linear output (autograd keeps Linear's inputs, not its output)

@@ -10,7 +10,7 @@ import torch
 
 from ..config import SolverConfig
 from ..solve import solve
-from .probe import Probe, labels
+from .probe import Probe, anderson, labels
 from .report import CheckResult
 
 #: uniqueness: the l2 threshold every start is solved to, its iteration budget (Anderson) and stall
@@ -80,13 +80,7 @@ def _starts(probe: Probe, fixed: torch.Tensor) -> dict[str, dict]:
 
 def _distances(probe: Probe, fixed: torch.Tensor) -> tuple[dict, dict]:
     """Per start: l2 distance ``[N]`` of the solution from the reference, and the unconverged positions."""
-    cfg = SolverConfig(
-        metric="l2",
-        threshold=UNIQUE_THRESHOLD,
-        max_iterations=UNIQUE_ITERATIONS,
-        method="anderson",
-        stall_window=UNIQUE_STALL,
-    )
+    cfg = anderson("l2", UNIQUE_THRESHOLD, UNIQUE_ITERATIONS, UNIQUE_STALL)
     dist, unconverged = {}, {}
     for name, kw in _starts(probe, fixed).items():
         init = kw.get("init")

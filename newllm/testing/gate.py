@@ -31,7 +31,7 @@ def entry(convergence: dict[str, Any]) -> dict[str, Any]:
 
 def make_baseline(settings: dict[str, Any], convergence: dict[str, Any]) -> dict[str, Any]:
     """A baseline document from a report's ``settings`` and its ``convergence`` check's numbers."""
-    keep = {k: settings[k] for k in ("model", "token_ids", "solver", "seed") if k in settings}
+    keep: dict[str, Any] = {k: settings[k] for k in ("model", "token_ids", "solver", "seed") if k in settings}
     return B.document({CONFIG: entry(convergence)}, keep, about="newllm verify baseline (docs/verify.md)")
 
 
@@ -48,7 +48,9 @@ def load_baseline(source: str | Path | dict[str, Any]) -> dict[str, Any]:
         except B.FormatError as exc:
             raise ValueError(f"baseline: {exc}") from None
     if CONFIG not in doc["configurations"]:
-        raise ValueError(f"{where} holds no {CONFIG!r} configuration (write it with newllm verify --write-baseline)")
+        raise ValueError(
+            f"{where} holds no {CONFIG!r} configuration (write it with newllm verify --write-baseline)"
+        )
     st = doc["settings"]
     if not isinstance(st.get("token_ids"), list) or not isinstance(st.get("solver"), dict):
         raise ValueError(f"{where}: its settings must hold 'token_ids' (a list) and 'solver' (an object)")

@@ -75,14 +75,7 @@ def batch_invariance(probe: Probe) -> CheckResult:
     if probe.n < 2:
         return CheckResult("batch_invariance", "skipped", "one probe token: no batchmates to compare with")
     step_gap = batch_step_gap(m, ids, probe.start_points().values(), subsets(probe).values())
-    problems = []
-    bad = (step_gap > BATCH_STEP_BOUND).nonzero().flatten()
-    if bad.numel():
-        worst = int(step_gap.argmax())
-        problems.append(
-            f"one step: {labels(ids, bad)} differ from the whole batch (worst {labels(ids, [worst])}: "
-            f"{float(step_gap[worst]):.3g} > {BATCH_STEP_BOUND:.0e})"
-        )
+    problems = _step_problems(ids, step_gap, BATCH_STEP_BOUND, "from the whole batch")
     whole, lines = _traced_solve(m, ids, probe, reset=True), []
     for name, idx in subsets(probe).items():
         lines += solve_mismatches(
@@ -113,6 +106,19 @@ def batch_invariance(probe: Probe) -> CheckResult:
     )
 
 
+def _step_problems(ids: torch.Tensor, step_gap: torch.Tensor, bound: float, versus: str) -> list[str]:
+    """One line naming the tokens whose one-step gap exceeds ``bound`` (empty when none does)."""
+    bad = (step_gap > bound).nonzero().flatten()
+    if not bad.numel():
+        return []
+    worst = int(step_gap.argmax())
+    sep = "" if versus.startswith(",") else " "
+    return [
+        f"one step: {labels(ids, bad)} differ{sep}{versus} (worst {labels(ids, [worst])}: "
+        f"{float(step_gap[worst]):.3g} > {bound:.0e})"
+    ]
+
+
 def _first(lines: list[str], what: str, limit: int = 3) -> list[str]:
     """The first ``limit`` lines prefixed with ``what``, then how many more there were."""
     more = [f"{what}: {len(lines) - limit} more mismatches"] if len(lines) > limit else []
@@ -132,14 +138,7 @@ def compare_copies(probe: Probe, name: str, a: Model, b: Model, labels_ab: tuple
     for c in probe.start_points().values():
         g = entry_gap(apply(a, ids, c), apply(b, ids, c))
         step_gap = torch.fmax(step_gap, g)
-    problems = []
-    bad = (step_gap > PARITY_STEP_BOUND).nonzero().flatten()
-    if bad.numel():
-        worst = int(step_gap.argmax())
-        problems.append(
-            f"one step: {labels(ids, bad)} differ, {la} vs {lb} (worst {labels(ids, [worst])}: "
-            f"{float(step_gap[worst]):.3g} > {PARITY_STEP_BOUND:.0e})"
-        )
+    problems = _step_problems(ids, step_gap, PARITY_STEP_BOUND, f", {la} vs {lb}")
     ra, rb = _traced_solve(a, ids, probe), _traced_solve(b, ids, probe)
     lines = solve_mismatches(
         ra, rb, ids, ctx_bound=PARITY_CONTEXT_BOUND, band=PARITY_BAND, labels_ab=labels_ab

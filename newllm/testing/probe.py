@@ -91,6 +91,17 @@ def labels(ids: torch.Tensor, positions: torch.Tensor | Sequence[int], limit: in
     return text + (f" and {len(pos) - limit} more" if len(pos) > limit else "")
 
 
+def anderson(metric: str, threshold: float, max_iterations: int, stall_window: int) -> SolverConfig:
+    """The checks' reference solver settings: Anderson, eval mode, from the initial context."""
+    return SolverConfig(
+        metric=metric,
+        threshold=threshold,
+        max_iterations=max_iterations,
+        method="anderson",
+        stall_window=stall_window,
+    )
+
+
 @dataclass(eq=False)
 class Probe:
     """Build with :meth:`of`. ``token_ids [N]`` int64 on the CPU; ``solver`` the stated config."""
@@ -158,14 +169,7 @@ class Probe:
     @cached_property
     def reference(self) -> FixedPointResult:
         """Float64 fixed points: Anderson from the initial context (settings: module constants)."""
-        cfg = SolverConfig(
-            metric="rel",
-            threshold=REF_THRESHOLD,
-            max_iterations=REF_ITERATIONS,
-            method="anderson",
-            stall_window=REF_STALL,
-        )
-        return solve(self.model64, self.token_ids, cfg)
+        return solve(self.model64, self.token_ids, anderson("rel", REF_THRESHOLD, REF_ITERATIONS, REF_STALL))
 
     @cached_property
     def spectrum(self) -> dict[str, Estimate]:
