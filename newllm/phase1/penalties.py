@@ -88,7 +88,12 @@ def covariance_loss(contexts: torch.Tensor) -> torch.Tensor:
 def context_weights(model: CVFPModel) -> list[tuple[torch.nn.Linear, int]]:
     """The weights acting on ``c``: each block's first Linear (input ``[e ; c]``) and the column
     where its ``c`` part starts (``embed_dim``)."""
-    return [(block.layers[0], model.config.embed_dim) for block in model.blocks]
+    out = []
+    for block in model.blocks:
+        first = block.layers[0]  # type: ignore[index]
+        assert isinstance(first, torch.nn.Linear)
+        out.append((first, model.config.embed_dim))
+    return out
 
 
 @torch.no_grad()

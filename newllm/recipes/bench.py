@@ -116,7 +116,9 @@ def train_subject(recipe: str, arch: str, w: Workload, seed: int, data: Data):
         model = InjectedModel(build_model(config, seed=seed))
         hist = train_injected(model, train, cfg)
         return model.eval(), {"epochs": hist, "seconds": time.perf_counter() - t0}
-    spec = ModelSpec(config, seed=seed, recipe=recipe, samples=train, loop="batched", epochs=w.epochs)
+    spec = ModelSpec(
+        config, seed=seed, recipe=recipe, samples=tuple(map(tuple, train)), loop="batched", epochs=w.epochs
+    )
     built = build(spec, cache=None)
     last = built.history.get("epochs", [{}])[-1] if built.history else {}
     summary = {k: last.get(k) for k in ("rate", "mean_iterations", "effective_rank", "max_cosine")}
