@@ -9,6 +9,15 @@ from typing import Any, ClassVar
 from .. import _fields as F
 
 LOOPS = ("spec", "batched")
+#: The recipe terms added for issue 18, with their defaults (all off).
+RECIPE_TERMS: dict[str, Any] = {
+    "sigma_weight": 0.0,
+    "sigma_margin": 0.9,
+    "sigma_iterations": 3,
+    "spectral_scale": None,
+    "variance_weight": 0.0,
+    "covariance_weight": 0.0,
+}
 
 
 @dataclass(frozen=True)
@@ -86,4 +95,10 @@ class Phase1Config:
         return F.from_json(cls, path)
 
     def to_dict(self) -> dict[str, Any]:
-        return F.to_dict(self)
+        """All fields, except the recipe terms (:data:`RECIPE_TERMS`) left at their defaults: off, they
+        change nothing (no loss, no random draw), so documents and cache keys made before them still match."""
+        d = F.to_dict(self)
+        for key, default in RECIPE_TERMS.items():
+            if d.get(key) == default:
+                del d[key]
+        return d
