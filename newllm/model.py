@@ -57,6 +57,10 @@ class CVFPModel(nn.Module):
         """Token ids are validated against it (:mod:`newllm.protocol`)."""
         return self.config.vocab_size
 
+    def block_list(self) -> list[Block]:
+        """The blocks, first to last (a typed view of ``self.blocks``)."""
+        return cast("list[Block]", list(self.blocks))
+
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
         """Weights ~ N(0, init_std²), biases 0, LayerNorm gain 1 / bias 0."""
         std = self.config.init_std

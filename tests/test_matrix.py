@@ -14,8 +14,10 @@ import torch
 from newllm import ModelConfig, SolverConfig, spread_token_ids
 from newllm.matrix import (
     ARCHITECTURES,
+    CONTROL_RULES,
     NOTES_RULES,
     RECIPES,
+    STABLE_RULES,
     ModelSpec,
     build,
     model_config,
@@ -86,7 +88,8 @@ def test_recipes_hold_the_settings_the_experiments_trained_with():
 
 def test_decision_rules():
     rs = rules(256)
-    assert set(NOTES_RULES) | {"rel1e-4"} == set(rs)
+    assert set(NOTES_RULES) | set(STABLE_RULES) | set(CONTROL_RULES.values()) | {"rel1e-4"} == set(rs)
+    assert rs["mse_stable"].solver_config().confirm == 1 and rs["train001"].solver_config().train_mode
     assert rs["l2_equiv"].threshold == pytest.approx(math.sqrt(256 * 0.01))
     assert (rs["seed000"].metric, rs["seed000"].threshold, rs["seed000"].warmup) == ("l2", 0.01, 100)
     assert rs["rel1e-4"].solver_config("anderson") == SolverConfig(
@@ -193,3 +196,44 @@ def test_regression_spec_is_the_seeds_model_trained_on_the_spread_ids():
     assert [len(x) for x in s.samples] == [1, 10, 100, 512] and s.samples[1] == tuple(range(100, 1001, 100))
     assert s.phase1() == Phase1Config(loop="batched", batch_samples=4, seed=0)
     assert not R.spec("layerwise", "untrained").trained
+
+
+def test_dialogue_token_set_is_the_first_long_enough_conversation(monkeypatch):
+    from types import SimpleNamespace
+
+    import newllm.data
+    from newllm.matrix import dialogue
+
+    convs = [SimpleNamespace(input_ids=[7] * 5), SimpleNamespace(input_ids=list(range(20, 40)))]
+    asked = {}
+
+    def fake(source, split, samples, max_length):
+        asked.update(source=source, split=split, max_length=max_length)
+        return SimpleNamespace(conversations=convs)
+
+    monkeypatch.setattr(newllm.data, "load_samples", fake)
+    dialogue.dialogue_ids.cache_clear()
+    try:
+        assert token_ids("dialogue", 8, 100) == list(range(20, 28))
+        assert asked == {"source": "ultrachat", "split": "train_sft", "max_length": None}
+        with pytest.raises(ValueError, match="cannot hold"):
+            token_ids("dialogue", 8, 25)
+        with pytest.raises(ValueError, match="has 30 tokens"):
+            dialogue.dialogue_ids(30)
+    finally:
+        dialogue.dialogue_ids.cache_clear()
+
+
+def test_noclip_recipe_differs_from_001_only_in_clipping():
+    a, b = RECIPES["001"].phase1(loop="spec", seed=3), RECIPES["001-noclip"].phase1(loop="spec", seed=3)
+    assert a.grad_clip == 1.0 and b.grad_clip is None
+    assert {k: v for k, v in a.to_dict().items() if k != "grad_clip"} == {
+        k: v for k, v in b.to_dict().items() if k != "grad_clip"
+    }
+
+
+def test_training_history_records_the_gradient_norms_of_every_step():
+    built = build(tiny_spec(), cache=None)
+    g, steps = built.history["grad"], sum(e["optimizer_steps"] for e in built.history["epochs"])
+    assert g["grad_steps"] == steps > 0 and 0 < g["grad_norm_mean"] <= g["grad_norm_max"]
+    assert 0 <= g["grad_steps_above_clip"] <= steps

@@ -10,7 +10,7 @@ from newllm import SolverConfig, solve
 from newllm.matrix.compact import compact_model, remap
 from newllm.phase1 import Phase1Config, train_phase1
 from newllm.reproduce.contraction import gate_means, jacobians, spectrum
-from newllm.reproduce.probe import Probe, decide, judged, probe, rate_vs_threshold
+from newllm.reproduce.probe import Probe, decide, judged, oscillating, probe, rate_vs_threshold
 from newllm.stop import Status
 from tests.helpers import tiny_model
 
@@ -51,6 +51,7 @@ def _hand_probe(l2_rows, finite_rows):
         norm=torch.ones(k, n),
         max_abs=torch.ones(k, n),
         finite=torch.tensor(finite_rows),
+        step_cosine=torch.full((k, n), math.nan),
         last=torch.zeros(n, 4),
         embedding=torch.zeros(n, 4),
     )
@@ -73,6 +74,42 @@ def test_decide_applies_the_growth_and_nonfinite_rules():
     assert off.status.tolist() == [Status.CONVERGED, Status.MAX_ITERATIONS, Status.NONFINITE]
     with pytest.raises(ValueError, match="probe ran 3 iterations"):
         decide(p, SolverConfig(max_iterations=4))
+
+
+def test_judged_reports_growth_beyond_ten_times_the_lowest_residual():
+    # token 0 converges; token 1 falls to 0.1 then grows 20x (diverging by the 10x check, not by the
+    # solver's default 1e6x); token 2 stays flat
+    p = _hand_probe(
+        [[1.0, 1.0, 1.0], [0.5, 0.1, 1.0], [0.001, 2.0, 1.0]],
+        [[True] * 3] * 3,
+    )
+    j = judged(p, SolverConfig(metric="l2", threshold=0.01, warmup=0, max_iterations=3))
+    assert (j["converged"], j["diverged"], j["growth10"]) == (1, 0, 1)
+    assert j["growth10_share"] == pytest.approx(1 / 3) and j["diverged_share"] == 0.0
+
+
+class _Flip(torch.nn.Module):
+    """A stand-in with the model's probe interface: token 0 flips sign each step (c <- -c + 2e, a
+    2-cycle around e), token 1 creeps monotonically towards its fixed point (c <- 0.99 c + e)."""
+
+    context_dim = 3
+    training = False
+
+    def embed(self, ids):
+        return torch.ones(len(ids), 3)
+
+    def initial_context(self, shape):
+        return torch.zeros(*shape, 3)
+
+    def step(self, e, c):
+        return torch.stack([-c[0] + 0.5 * e[0], 0.99 * c[1] + e[1]])
+
+
+def test_oscillating_flags_updates_that_reverse_direction():
+    p = probe(_Flip(), [0, 1], 150)
+    assert torch.isnan(p.step_cosine[0]).all()
+    assert p.step_cosine[1:, 0].max() < -0.99 and p.step_cosine[1:, 1].min() > 0.99
+    assert oscillating(p).tolist() == [True, False]
 
 
 def test_rate_vs_threshold_is_monotone_and_matches_decide():
@@ -126,4 +163,64 @@ def test_jacobian_equals_autograd_and_spectrum_is_consistent():
     assert torch.all(sp["sigma_max"] >= sp["rho"] - 1e-9)  # spectral radius <= spectral norm
     assert sp["singular"].shape == (2, 8) and torch.all(sp["singular"][:, :-1] >= sp["singular"][:, 1:])
     g = gate_means(model, e, c)
-    assert 0 < g["forget_gate_mean"] < 1 and 0 < g["input_gate_mean"] < 1
+    assert 0 < g["forget_gate_mean"] < 1 and 0 < g["input_gate_mean"] < 1 and 0 <= g["gate_sum_dev"] < 1
+
+
+def test_gate_sum_deviation_on_known_gates():
+    model = tiny_model(seed=5, arch="layerwise").eval()
+    e, c = model.embed([3, 8]), torch.zeros(2, model.context_dim)
+    with torch.no_grad():
+        for b in model.blocks:
+            b.gates.weight.zero_()
+            b.gates.bias.zero_()  # forget = input = 0.5: a convex combination
+    assert gate_means(model, e, c)["gate_sum_dev"] == pytest.approx(0.0)
+    with torch.no_grad():
+        for b in model.blocks:
+            b.gates.bias[: model.context_dim] = 50.0  # forget = 1, input = 0.5
+    assert gate_means(model, e, c)["gate_sum_dev"] == pytest.approx(0.5)
+
+
+def test_grad_norms_equal_clip_grad_norm_before_clipping():
+    from newllm.matrix.gradnorm import GradNorms
+
+    model = tiny_model(seed=2)
+    params = [p for p in model.parameters() if p.requires_grad]
+    seen = []
+    with GradNorms(model) as g:
+        for k in range(3):
+            model.zero_grad(set_to_none=True)
+            c = torch.full((2, model.context_dim), 0.1 * k)
+            loss = (model.step(model.embed([1, 4]), c) - c).pow(2).mean() * 10 ** (2 - k)
+            loss.backward()
+            seen.append(float(torch.nn.utils.clip_grad_norm_(params, 1.0)))
+    assert g.norms == pytest.approx(seen, rel=1e-6) and len(g.norms) == 3
+    s = g.summary(1.0)
+    assert s["grad_norm_max"] == pytest.approx(max(seen)) and s["grad_steps_above_clip"] == sum(
+        x > 1 for x in seen
+    )
+
+
+def test_stable_rules_refuse_a_false_convergence():
+    from newllm.matrix import STABLE_RULES, rules
+
+    js = rules(4)
+    for name in STABLE_RULES:
+        base = js[name.removesuffix("_stable")]
+        assert (js[name].metric, js[name].threshold, js[name].warmup, js[name].confirm) == (
+            base.metric, base.threshold, base.warmup, 1,
+        )  # fmt: skip
+    # token 0 dips below 0.01 (l2) at iteration 2 and is above again at 3; token 1 stays below from 2
+    p = _hand_probe([[1.0, 1.0], [0.005, 0.005], [0.5, 0.004], [0.5, 0.003]], [[True, True]] * 4)
+    notes = judged(p, SolverConfig(metric="l2", threshold=0.01, max_iterations=4))
+    stable = judged(p, SolverConfig(metric="l2", threshold=0.01, max_iterations=4, confirm=1))
+    assert (notes["converged"], stable["converged"]) == (2, 1)
+    assert notes["stays_converged"] == 0.5 and stable["iterations"] == [4, 2]
+
+
+def test_control_rules_are_the_recipes_own_rule_in_train_mode():
+    from newllm.matrix import CONTROL_RULES, RECIPES, rules
+
+    for recipe, name in CONTROL_RULES.items():
+        r, s = rules(4)[name], RECIPES[recipe].settings
+        assert r.train_mode and r.solver_config().train_mode and r.metric == "mse"
+        assert (r.threshold, r.warmup, r.max_iterations) == (s["threshold"], s["warmup"], s["max_iterations"])

@@ -66,3 +66,14 @@ def test_gpu_job_runs_gpu_sh_on_a_self_hosted_gpu_runner_and_uploads_its_output(
 def test_scripts_exist_and_are_executable():
     for script in (ROOT / ".ci" / "run", ROOT / "ci" / "gpu.sh", ROOT / "ci" / "regenerate-baselines"):
         assert script.is_file() and os.access(script, os.X_OK), script
+
+
+def test_mutation_job_runs_the_lane_nightly_and_on_demand_only():
+    data, on = load()
+    assert "schedule" in on and "workflow_dispatch" in on
+    job = job_running(data, "ci/mutation.sh")
+    assert "schedule" in job["if"] and "workflow_dispatch" in job["if"] and "push" not in job["if"]
+    assert any(p.endswith("summary.json") for p in uploads(job))
+    # the push jobs do not run again at night
+    for script in (".ci/run", "ci/gpu.sh"):
+        assert job_running(data, script)["if"] == "github.event_name != 'schedule'"

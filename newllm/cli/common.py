@@ -38,7 +38,9 @@ class _Deprecated(argparse.Action):
         setattr(namespace, self.dest, True if self.nargs == 0 else values)
 
 
-def deprecated_alias(p: argparse._ActionsContainer, old: str, new: str, *, flag: bool = False, **kw: Any) -> None:
+def deprecated_alias(
+    p: argparse._ActionsContainer, old: str, new: str, *, flag: bool = False, **kw: Any
+) -> None:
     """Accept ``old`` as a hidden, warning alias of the option ``new`` (same dest, same type)."""
     dest = new.lstrip("-").replace("-", "_")
     p.add_argument(old, dest=dest, action=_Deprecated, new=new, nargs=0 if flag else None, **kw)

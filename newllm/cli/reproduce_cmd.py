@@ -17,15 +17,29 @@ TINY_MODEL = {"embed_dim": 16, "context_dim": 16, "hidden_dim": 16, "vocab_size"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--quick", action="store_true", help="one seed, fewer token counts (about a minute)")
     p.add_argument(
-        "--seeds", type=common.int_list, help="comma-separated seeds (default 0,1,2; with --quick: 0)"
+        "--quick",
+        action="store_true",
+        help="3 untrained and 2 trained seeds, fewer token counts (about a minute)",
+    )
+    p.add_argument(
+        "--seeds",
+        type=common.int_list,
+        help="comma-separated seeds of the untrained experiments (default 0..19; with --quick: 0,1,2)",
+    )
+    p.add_argument(
+        "--trained-seeds",
+        type=common.int_list,
+        help="seeds of the trained experiments (default: the first 5 of --seeds, 0..4; with --quick: 2, 0,1)",
     )
     p.add_argument(
         "--out", help="output directory (default runs/reproduce, or runs/reproduce-quick with --quick)"
     )
     p.add_argument("--resume", action="store_true", help="reuse finished experiments stored in --out")
-    p.add_argument("--threads", type=int, default=1, help="torch threads while running (default 1)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per experiment (default 1)")
+    p.add_argument(
+        "--jobs", type=int, default=1, help="worker processes running experiments in parallel (default 1)"
+    )
     p.add_argument(
         "--model-cache",
         metavar="DIR",
@@ -40,12 +54,14 @@ def run(args: argparse.Namespace) -> int:
     kw = {"threads": args.threads}
     if args.tiny:
         kw["model"] = dict(TINY_MODEL)
-    if args.seeds is not None:
-        kw["seeds"] = args.seeds
-    plan = quick_plan(**kw) if args.quick else full_plan(**kw)
+    if args.jobs < 1:
+        raise ValueError(f"--jobs must be a positive integer, got {args.jobs}")
+    plan = (quick_plan if args.quick else full_plan)(args.seeds, args.trained_seeds, **kw)
     out = args.out or ("runs/reproduce-quick" if args.quick else "runs/reproduce")
     cache = args.model_cache if args.model_cache else DEFAULT
-    rep = run_reproduction(plan, out, resume=args.resume, progress=not args.quiet, cache=cache)
+    rep = run_reproduction(
+        plan, out, resume=args.resume, progress=not args.quiet, cache=cache, jobs=args.jobs
+    )
     r = rep.report
     if args.json:
         common.print_json(
@@ -54,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
                 "json": str(rep.json),
                 "quick": plan.quick,
                 "seeds": list(plan.seeds),
+                "trained_seeds": list(plan.seeds_trained),
                 "tasks": r["tasks"],
                 "reused_tasks": r["timing"]["reused_tasks"],
                 "counts": r["counts"],
@@ -64,7 +81,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     c = r["counts"]
     summary = ", ".join(f"{c[s]} {s}" for s in STATUS_ORDER if c[s])
-    print(f"{len(r['claims'])} claims: {summary} ({r['tasks']} experiments, {r['timing']['seconds']:.0f} s)")
+    extra = f"; {c['trivial']} of those holding trivially, {c['holds_only']} hold only under, {c['fails_only']} fail only under"
+    print(
+        f"{len(r['claims'])} claims: {summary}{extra} ({r['tasks']} experiments, {r['timing']['seconds']:.0f} s)"
+    )
     print(f"report: {rep.markdown}")
     print(f"json:   {rep.json}")
     return 0

@@ -91,11 +91,12 @@ def observed_factor(
 
 def predict_iterations(factor: torch.Tensor, first: torch.Tensor, threshold: float, *, power: int = 1):
     """Iterations for a residual ``first`` (at iteration 1) shrinking by ``factor**power`` per
-    iteration to fall below ``threshold``: ``1 + ⌈log(threshold / first) / (power log factor)⌉``
-    (inf for ``factor >= 1``, 1 when already below)."""
+    iteration to fall strictly below ``threshold``: the first ``k`` with ``first factor^(power (k-1)) <
+    threshold``, ``2 + ⌊log(threshold / first) / (power log factor)⌋`` (inf for ``factor >= 1``, 1 when
+    already below)."""
     factor = torch.as_tensor(factor, dtype=torch.float64)
     first = torch.as_tensor(first, dtype=torch.float64)
-    steps = torch.ceil(torch.log(threshold / first) / (power * torch.log(factor))).clamp_min(0)
+    steps = (torch.floor(torch.log(threshold / first) / (power * torch.log(factor))) + 1).clamp_min(0)
     flat = first.expand(steps.shape).reshape(1, -1)  # one recorded iteration per token
     below = (replay(flat, StopRule(threshold=threshold))[0] == Status.CONVERGED).reshape(steps.shape)
     steps = torch.where(below, torch.zeros_like(steps), steps)

@@ -18,6 +18,7 @@ from ..phase1 import Phase1Config, train_phase1
 from . import cache as _cache
 from .axes import RECIPES
 from .compact import compact_model, remap
+from .gradnorm import GradNorms
 
 #: ``build(spec)`` without ``cache=``: the shared cache root (:func:`newllm.matrix.cache.default_root`).
 DEFAULT = "default"
@@ -84,7 +85,8 @@ class ModelSpec:
 @dataclass
 class Built:
     """A model of the matrix in eval mode on ``spec.device``. ``history``: Phase 1's ``epochs`` (dicts
-    of :class:`~newllm.phase1.EpochStats`), per-epoch per-token ``iterations``, training ``seconds`` and
+    of :class:`~newllm.phase1.EpochStats`), per-epoch per-token ``iterations``, ``grad`` (the gradient
+    norms before clipping, :class:`~newllm.matrix.gradnorm.GradNorms`), training ``seconds`` and
     ``cached`` (loaded, not trained here); empty when untrained. ``id_map``: original id -> row of a
     compact model (None otherwise)."""
 
@@ -129,13 +131,16 @@ def train(spec: ModelSpec) -> Built:
     threads = torch.get_num_threads()
     torch.set_num_threads(spec.threads)
     t0 = time.perf_counter()
+    cfg = spec.phase1()
     try:
-        run = train_phase1(model, samples, spec.phase1(), progress=False)
+        with GradNorms(model) as norms:
+            run = train_phase1(model, samples, cfg, progress=False)
     finally:
         torch.set_num_threads(threads)
     history = {
         "epochs": [asdict(e) for e in run.epochs],
         "iterations": [[r.iterations for r in run.records if r.epoch == e.epoch] for e in run.epochs],
+        "grad": norms.summary(cfg.grad_clip),
         "seconds": time.perf_counter() - t0,
         "cached": False,
     }

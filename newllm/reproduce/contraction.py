@@ -39,12 +39,13 @@ def spectrum(model: CVFPModel, embedding: torch.Tensor, contexts: torch.Tensor) 
 
 
 def gate_means(model: CVFPModel, embedding: torch.Tensor, contexts: torch.Tensor) -> dict[str, float]:
-    """Mean ``sigmoid`` of the forget and input gates over blocks, tokens and units, at ``contexts``.
+    """Mean ``sigmoid`` of the forget and input gates over blocks, tokens and units, at ``contexts``,
+    and ``gate_sum_dev``: the mean of ``|forget + input - 1|`` (0 when the update is a convex combination).
 
-    Seed 003 argues that at random init both sit near 0.5 ("a damped update").
+    Seed 003 argues that at random init both sit near 0.5 ("a damped update", "a convex combination").
     """
     seen: list[torch.Tensor] = []
-    hooks = [b.gates.register_forward_hook(lambda _m, _i, out: seen.append(out)) for b in model.blocks]
+    hooks = [b.gates.register_forward_hook(lambda _m, _i, out: seen.append(out)) for b in model.block_list()]
     was = model.training
     model.eval()
     try:
@@ -54,6 +55,11 @@ def gate_means(model: CVFPModel, embedding: torch.Tensor, contexts: torch.Tensor
         model.train(was)
         for h in hooks:
             h.remove()
-    forget = torch.stack([torch.sigmoid(o.chunk(3, dim=-1)[0]).double().mean() for o in seen])
-    inp = torch.stack([torch.sigmoid(o.chunk(3, dim=-1)[1]).double().mean() for o in seen])
-    return {"forget_gate_mean": float(forget.mean()), "input_gate_mean": float(inp.mean())}
+    f = [torch.sigmoid(o.chunk(3, dim=-1)[0]).double() for o in seen]
+    i = [torch.sigmoid(o.chunk(3, dim=-1)[1]).double() for o in seen]
+    dev = torch.stack([(a + b - 1).abs().mean() for a, b in zip(f, i, strict=True)])
+    return {
+        "forget_gate_mean": float(torch.stack([a.mean() for a in f]).mean()),
+        "input_gate_mean": float(torch.stack([b.mean() for b in i]).mean()),
+        "gate_sum_dev": float(dev.mean()),
+    }

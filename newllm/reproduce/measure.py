@@ -13,7 +13,7 @@ from typing import Any
 
 from ..matrix import RECIPES, rules
 from ..metrics import convert_threshold
-from .claims import Claim, ClaimsData, Selection
+from .claims import Claim, ClaimsData, Selection, Variant
 from .plan import PROBE_ITERATIONS, Plan
 from .verdicts import Stat, Verdict, check_consistency, combine, judge_paired, judge_single, stat
 
@@ -51,9 +51,26 @@ def arithmetic(dim: int) -> dict[str, float]:
     }
 
 
+#: Shares of tokens and the (count, total) fields of a row they are made of: such a value is a rate
+#: (binomial over seeds) and gets the rate interval and prediction range.
+SHARES: dict[str, tuple[str, str]] = {
+    "rate": ("converged", "tokens"),
+    "diverged_share": ("diverged", "tokens"),
+    "growth10_share": ("growth10", "tokens"),
+    "oscillating_share": ("oscillating", "tokens"),
+    "head_rate": ("head_converged", "head_tokens"),
+    "head_alone_rate": ("head_alone_converged", "head_tokens"),
+}
+
+
 def select(rows: list[dict[str, Any]], sel: Selection) -> Stat | None:
-    """The per-seed values of ``sel``; ValueError when a seed matches more than one row."""
+    """The per-seed values of ``sel``; ValueError when a seed matches more than one row.
+
+    A field of :data:`SHARES` is a rate made of a count of tokens; the threshold arithmetic
+    (``exp == "arithmetic"``) is exact.
+    """
     per_seed: dict[Any, Any] = {}
+    counts: dict[Any, tuple[int, int]] = {}
     for row in rows:
         if row.get("exp") != sel.exp or row.get("judge") != sel.judge:
             continue
@@ -63,7 +80,24 @@ def select(rows: list[dict[str, Any]], sel: Selection) -> Stat | None:
         if seed in per_seed:
             raise ValueError(f"selection {sel} matches more than one row for seed {seed!r}")
         per_seed[seed] = row.get(sel.field)
-    return stat(per_seed)
+        if sel.field in SHARES:
+            k, n = (row.get(f) for f in SHARES[sel.field])
+            if isinstance(k, int) and isinstance(n, int) and n > 0:
+                counts[seed] = (k, n)
+    return stat(per_seed, counts or None, exact=sel.exp == "arithmetic")
+
+
+#: How each token set reads in the report.
+TOKEN_SETS = {
+    "spread": "100, 200, ... (stride min(100, (V-1)//N))",
+    "first": "0..N-1",
+    "dialogue": "the first N tokens of a conversation (ChatML, GPT-2 tokenizer)",
+}
+
+
+def token_set(sel: Selection) -> str:
+    """The token set of a selection: named in ``where``, else the experiment's (002: 0..N-1)."""
+    return sel.where.get("ids", "first" if sel.exp == "phase1_scaling" else "spread")
 
 
 def conditions(sel: Selection, plan: Plan) -> dict[str, Any]:
@@ -82,16 +116,11 @@ def conditions(sel: Selection, plan: Plan) -> dict[str, Any]:
     elif sel.judge == "fixed_point":
         out["decision"] = {"mode": "eval", "at": f"the last of {PROBE_ITERATIONS} iterates"}
     if sel.exp.startswith("phase1_"):
-        loop = w.get("loop", "batched" if sel.exp == "phase1_large" else "spec")
-        out["training"] = {
-            **(RECIPES[w.get("recipe", "001")].settings or {}),
-            "loop": loop,
-            "grad_clip": 1.0,
-            "optimizer": "Adam",
-        }
+        recipe = w.get("recipe", "001") + ("-noclip" if sel.exp == "phase1_noclip" else "")
+        settings = {"grad_clip": 1.0, **(RECIPES[recipe].settings or {})}
+        out["training"] = {**settings, "loop": w.get("loop", "spec"), "optimizer": "Adam"}
     if sel.exp != "arithmetic":
-        rule = "first" if sel.exp == "phase1_scaling" else "spread"
-        out["ids"] = "0..N-1" if rule == "first" else "100, 200, ... (stride min(100, (V-1)//N))"
+        out["ids"] = TOKEN_SETS[token_set(sel)]
         cfg = plan.model_config(w.get("arch", "layerwise"), w.get("clamp"))
         out["model"] = {
             "arch": w.get("arch"),
@@ -107,50 +136,79 @@ def conditions_text(c: dict[str, Any]) -> str:
     parts = []
     d = c.get("decision")
     if d and "threshold" in d:
+        stable = ", stable" if d.get("confirm") else ""
         parts.append(
-            f"{d['mode']}, {d['metric']} < {d['threshold']:g}, warmup {d['warmup']}, max {d['max_iterations']}"
+            f"{d['mode']}, {d['metric']} < {d['threshold']:g}{stable}, warmup {d['warmup']}, max {d['max_iterations']}"
         )
     elif d:
         parts.append(", ".join(f"{v}" for v in d.values()))
     t = c.get("training")
     if t:
+        clip = "no clipping" if t["grad_clip"] is None else f"clip {t['grad_clip']:g}"
         parts.append(
             f"trained: {t['loop']} loop, {t['epochs']} ep, lr {t['learning_rate']:g}, max {t['max_iterations']} it, "
-            f"mse < {t['threshold']:g}, warmup {t['warmup']}"
+            f"mse < {t['threshold']:g}, warmup {t['warmup']}, {clip}"
         )
     if "ids" in c:
         parts.append(f"ids {c['ids']}")
+    if c.get("model", {}).get("clamp") is not None:
+        parts.append(f"clamp ±{c['model']['clamp']:g}")
     return " | ".join(parts)
+
+
+def judge_variant(c: Claim, v: Variant, rows: list[dict[str, Any]], slack: dict[str, float]) -> Verdict:
+    """One variant (or control) of claim ``c`` judged on the measured rows."""
+    if v.b is None:
+        return judge_single(c.test, c.claimed, select(rows, v.a), slack, c.question)
+    return judge_paired(c.test, c.claimed, select(rows, v.a), select(rows, v.b), slack, c.question)
 
 
 def evaluate(data: ClaimsData, rows: list[dict[str, Any]], plan: Plan) -> list[dict[str, Any]]:
     """Every claim with its variants' measurements and verdicts, JSON-ready."""
     out = []
     for c in data.claims:
-        tol = data.tolerances[c.quantity]
-        labelled: list[tuple[str, Verdict]] = []
+        slack = data.slack[c.quantity]
+        labelled: list[tuple[str, bool, Verdict]] = []
         variants = []
         for v in c.variants:
-            if v.b is None:
-                verdict = judge_single(c.test, c.claimed, select(rows, v.a), tol)
-            else:
-                verdict = judge_paired(c.test, c.claimed, select(rows, v.a), select(rows, v.b), tol)
-            labelled.append((v.label, verdict))
-            cond = conditions(v.a, plan)
-            variants.append(
-                {
-                    "label": v.label,
-                    "conditions": cond,
-                    "a": _sel_dict(v.a),
-                    "b": _sel_dict(v.b) if v.b else None,
-                    "verdict": verdict.status,
-                    "detail": verdict.detail,
-                    "measured": verdict.measured,
-                }
-            )
-        status, text = combine(labelled)
-        out.append(_claim_dict(data, c, tol, variants, status, text))
+            verdict = judge_variant(c, v, rows, slack)
+            labelled.append((v.label, v.own, verdict))
+            variants.append(_variant_dict(v, verdict, plan))
+        control = judge_variant(c, c.control, rows, slack) if c.control else None
+        comb = combine(labelled, control)
+        d = _claim_dict(data, c, slack, variants)
+        d.update(
+            status=comb.status,
+            verdict=comb.text,
+            trivial=comb.trivial,
+            holds_under=list(comb.holds_under),
+            fails_under=list(comb.fails_under),
+            inconclusive_under=list(comb.inconclusive_under),
+            control=None if c.control is None else _variant_dict(c.control, control, plan),
+        )
+        out.append(d)
     return out
+
+
+def _variant_dict(v: Variant, verdict: Verdict | None, plan: Plan) -> dict[str, Any]:
+    """A variant in report.json: its conditions, verdict, both answers, and the per-seed numbers the
+    verdict used (``values``, ``interval``, ``prediction`` of the value, or of ``a - b`` when paired)."""
+    assert verdict is not None
+    m = verdict.measured
+    main = m.get("stat") or m.get("difference") or {}
+    return {
+        "label": v.label,
+        "own": v.own,
+        "conditions": conditions(v.a, plan),
+        "a": _sel_dict(v.a),
+        "b": _sel_dict(v.b) if v.b else None,
+        **verdict.to_dict(),
+        "n_seeds": main.get("n_seeds", 0),
+        "values": main.get("values", []),
+        "interval": main.get("interval"),
+        "prediction": main.get("prediction"),
+        "measured": m,
+    }
 
 
 def consistency(data: ClaimsData) -> list[dict[str, Any]]:
@@ -164,7 +222,7 @@ def _sel_dict(s: Selection) -> dict[str, Any]:
     return {"exp": s.exp, "judge": s.judge, "field": s.field, "where": s.where}
 
 
-def _claim_dict(data: ClaimsData, c: Claim, tol, variants, status, text) -> dict[str, Any]:
+def _claim_dict(data: ClaimsData, c: Claim, slack: dict[str, float], variants) -> dict[str, Any]:
     return {
         "id": c.id,
         "note": c.note,
@@ -175,8 +233,8 @@ def _claim_dict(data: ClaimsData, c: Claim, tol, variants, status, text) -> dict
         "test": c.test,
         "quantity": c.quantity,
         "claimed": c.claimed,
-        "tolerance": tol,
-        "status": status,
-        "verdict": text,
+        "slack": slack,
+        "question": c.question,
+        "reading": c.reading,
         "variants": variants,
     }

@@ -2,7 +2,7 @@
 
 :func:`probe` iterates ``c <- model.step(e, c)`` from zeros for ``K`` iterations with no early stop,
 keeping the residual of iteration ``k`` (between ``f(c_k)`` and ``c_k``) in every metric, the norm
-and max-abs of ``f(c_k)`` and its finiteness, all ``[K, N]``. :func:`decide` then applies the
+and max-abs of ``f(c_k)``, its finiteness, and the cosine between consecutive updates, all ``[K, N]``. :func:`decide` then applies the
 one stop rule (:func:`newllm.stop.replay`: non-finite, converged after warmup, l2 growth beyond
 ``divergence_factor`` x the lowest) to these traces, so one run answers every judge; it gives
 the same statuses and iteration counts as :func:`newllm.solve` with that config (tested).
@@ -11,6 +11,7 @@ the same statuses and iteration counts as :func:`newllm.solve` with that config 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -28,6 +29,8 @@ class Probe:
     norm: torch.Tensor  # [K, N] ||f(c_k)||_2
     max_abs: torch.Tensor  # [K, N] max_i |f(c_k)_i|
     finite: torch.Tensor  # [K, N] bool: f(c_k) finite
+    #: [K, N] cosine between the updates f(c_k) - c_k and f(c_{k-1}) - c_{k-1} (row 0: NaN)
+    step_cosine: torch.Tensor
     last: torch.Tensor  # [N, C] f(c_K), the last iterate
     embedding: torch.Tensor  # [N, E]
 
@@ -45,7 +48,8 @@ def probe(model: CVFPModel, token_ids: list[int], iterations: int) -> Probe:
             e = model.embed(token_ids)
             c = model.initial_context((len(token_ids),))
             res: dict[str, list[torch.Tensor]] = {m: [] for m in M.METRICS}
-            norm, mabs, fin = [], [], []
+            norm, mabs, fin, cos = [], [], [], []
+            prev = None
             for _ in range(iterations):
                 f = model.step(e, c)
                 for m, r in M.all_residuals(f, c).items():
@@ -53,7 +57,13 @@ def probe(model: CVFPModel, token_ids: list[int], iterations: int) -> Probe:
                 norm.append(torch.linalg.vector_norm(f, dim=-1))
                 mabs.append(f.abs().amax(dim=-1))
                 fin.append(torch.isfinite(f).all(dim=-1))
-                c = f
+                step = f - c
+                cos.append(
+                    torch.full_like(norm[-1], float("nan"))
+                    if prev is None
+                    else torch.nn.functional.cosine_similarity(step, prev, dim=-1, eps=1e-30)
+                )
+                prev, c = step, f
     finally:
         model.train(was)
     return Probe(
@@ -61,9 +71,14 @@ def probe(model: CVFPModel, token_ids: list[int], iterations: int) -> Probe:
         norm=torch.stack(norm),
         max_abs=torch.stack(mabs),
         finite=torch.stack(fin),
+        step_cosine=torch.stack(cos),
         last=c,
         embedding=e,
     )
+
+
+#: ``divergence_factor`` of the stricter divergence check reported beside each judge (``growth10``).
+GROWTH_FACTOR = 10.0
 
 
 @dataclass
@@ -99,7 +114,9 @@ def decide(p: Probe, cfg: SolverConfig) -> Decision:
 
 
 def judged(p: Probe, cfg: SolverConfig) -> dict:
-    """JSON-ready statistics of a judge: rate, mean iterations, context norm, final residuals, and
+    """JSON-ready statistics of a judge: rate, mean iterations (over all tokens, capped ones at the
+    budget; and over converged ones), context norm, final residuals, the tokens that diverge (non-finite
+    or growth, with the judge's ``divergence_factor`` and with :data:`GROWTH_FACTOR`), and
     ``stays_converged``: the share of converged tokens whose residual one iteration later (from the
     reported context) is still below the threshold (None when no converged token has a next iteration)."""
     d = decide(p, cfg)
@@ -107,14 +124,26 @@ def judged(p: Probe, cfg: SolverConfig) -> dict:
     cols = torch.arange(n)
     conv = d.converged
     norm = p.norm[d.index, cols].double()
-    out = {
+    grow, _, _ = replay(
+        p.residual[cfg.metric][: cfg.max_iterations],
+        StopRule.of(cfg, divergence_factor=GROWTH_FACTOR),
+        residual_l2=p.residual["l2"][: cfg.max_iterations],
+        finite=p.finite[: cfg.max_iterations],
+    )
+    growth10 = int(((grow == Status.NONFINITE) | (grow == Status.GROWTH)).sum())
+    out: dict[str, Any] = {
         "tokens": n,
         "converged": int(conv.sum()),
         "rate": float(conv.double().mean()),
+        "growth10": growth10,
+        "growth10_share": growth10 / n,
         "mean_iterations": float(d.iterations.double().mean()),
         "mean_iterations_converged": float(d.iterations[conv].double().mean()) if bool(conv.any()) else None,
         "context_norm": float(norm.mean()),
         "diverged": int(((d.status == Status.NONFINITE) | (d.status == Status.GROWTH)).sum()),
+        "diverged_share": float(
+            ((d.status == Status.NONFINITE) | (d.status == Status.GROWTH)).double().mean()
+        ),
         "converged_at_1": int((conv & (d.iterations == 1)).sum()),
     }
     for m in ("mse", "l2", "rel"):
@@ -135,11 +164,26 @@ def judged(p: Probe, cfg: SolverConfig) -> dict:
 
 
 def rate_vs_threshold(p: Probe, metric: str, grid: list[float], max_iterations: int) -> list[float]:
-    """Convergence rate (warmup 0, no growth guard) for each threshold of ``grid`` in ``metric``."""
-    r = p.residual[metric][:max_iterations]
-    fin = p.finite[:max_iterations]
-    out = []
-    for t in grid:
-        status, _, _ = replay(r, StopRule(metric=metric, threshold=t), finite=fin)
-        out.append(float((status == Status.CONVERGED).double().mean()))
-    return out
+    """Convergence rate (warmup 0, no growth guard) for each threshold of ``grid`` in ``metric``.
+
+    One replay for the whole grid: ``residual < t`` exactly when ``residual / t < 1``, so the traces
+    divided by each threshold are judged together under threshold 1.
+    """
+    r = p.residual[metric][:max_iterations].double()
+    k, n = r.shape
+    t = torch.tensor(grid, dtype=torch.float64)
+    scaled = (r.unsqueeze(1) / t.view(1, -1, 1)).reshape(k, len(grid) * n)
+    fin = p.finite[:max_iterations].unsqueeze(1).expand(k, len(grid), n).reshape(k, len(grid) * n)
+    status, _, _ = replay(scaled, StopRule(metric=metric, threshold=1.0), finite=fin)
+    return (status == Status.CONVERGED).view(len(grid), n).double().mean(dim=1).tolist()
+
+
+#: Iterations after which the direction of consecutive updates is averaged (the notes' warmup).
+OSCILLATION_FROM = 100
+
+
+def oscillating(p: Probe, start: int = OSCILLATION_FROM) -> torch.Tensor:
+    """``[N]`` bool: the mean cosine between consecutive updates over iterations ``start + 1 .. K`` is
+    negative (each update mostly undoes the previous one)."""
+    cos = p.step_cosine[start:].double()
+    return torch.nanmean(cos, dim=0) < 0

@@ -1,17 +1,48 @@
-"""``report.md`` (tables, embedded PNGs) and ``report.json`` from an evaluated reproduction."""
+"""``report.md`` from an evaluated reproduction: the prose lives in ``templates/`` (string.Template
+files), this module fills in numbers and tables.
+
+Layout: a one-page summary (counts and the findings that matter, each linking to its rows), all
+verdicts, the notes' claims per condition, what the notes could not see (figures and tables), the
+notes' internal consistency, the claims judged not measurable, and the method.
+"""
 
 from __future__ import annotations
 
+import json
+import math
 from collections import Counter
+from functools import cache
+from importlib import resources
 from pathlib import Path
+from string import Template
 from typing import Any
 
 from .claims import ClaimsData
 from .measure import conditions_text
-from .verdicts import FAILS, HOLDS, HOLDS_ONLY, INCONCLUSIVE, NOT_MEASURED
+from .verdicts import FAILS, HOLDS, INCONCLUSIVE, NOT_MEASURED, QUESTIONS, SINGLE_RUN, TYPICAL, describe_slack
 
-STATUS_ORDER = (HOLDS, HOLDS_ONLY, FAILS, INCONCLUSIVE, NOT_MEASURED)
-MARK = {HOLDS: "✅", HOLDS_ONLY: "⚠️", FAILS: "❌", INCONCLUSIVE: "❔", NOT_MEASURED: "·"}
+STATUS_ORDER = (HOLDS, FAILS, INCONCLUSIVE, NOT_MEASURED)
+MARK = {HOLDS: "✅", FAILS: "❌", INCONCLUSIVE: "❔", NOT_MEASURED: "·"}
+QUESTION_NAME = {SINGLE_RUN: "single run", TYPICAL: "typical"}
+
+
+@cache
+def template(name: str) -> Template:
+    """``templates/<name>`` of this package as a :class:`string.Template`."""
+    text = resources.files("newllm.reproduce").joinpath("templates", name).read_text(encoding="utf-8")
+    return Template(text)
+
+
+def fill(name: str, **values: Any) -> str:
+    """A template with every placeholder filled (KeyError names a missing one)."""
+    return template(name).substitute(**{k: str(v) for k, v in values.items()}).rstrip("\n")
+
+
+def findings_spec() -> list[dict[str, Any]]:
+    text = (
+        resources.files("newllm.reproduce").joinpath("templates", "findings.json").read_text(encoding="utf-8")
+    )
+    return json.loads(text)
 
 
 def fmt(x: Any, digits: int = 4) -> str:
@@ -22,6 +53,8 @@ def fmt(x: Any, digits: int = 4) -> str:
     if isinstance(x, int):
         return str(x)
     if isinstance(x, float):
+        if math.isnan(x):
+            return "–"
         if x != 0 and (abs(x) < 1e-3 or abs(x) >= 1e5):
             return f"{x:.3g}"
         return f"{x:.{digits}g}"
@@ -30,287 +63,348 @@ def fmt(x: Any, digits: int = 4) -> str:
     return str(x)
 
 
-def measured_text(m: dict[str, Any]) -> str:
-    """``mean ± std [min, max] (n=3)``; paired: ``a: ... / b: ...``; ratio: the ratio's stat."""
-    if not m:
-        return "not measured"
-    if "ratio" in m and m["ratio"]:
-        return "ratio " + _stat_text(m["ratio"])
-    if "stat" in m:
-        return _stat_text(m["stat"])
-    return f"a {_stat_text(m['a'])} · b {_stat_text(m['b'])}"
+def counts(claims: list[dict[str, Any]]) -> dict[str, int]:
+    """Primary verdicts by status, plus ``trivial``, ``holds_only``, ``fails_only`` and per question."""
+    c = Counter(x["status"] for x in claims)
+    out: dict[str, int] = {s: c.get(s, 0) for s in STATUS_ORDER}
+    out["trivial"] = sum(bool(x.get("trivial")) for x in claims)
+    out["holds_only"] = sum(x["status"] != HOLDS and bool(x.get("holds_under")) for x in claims)
+    out["fails_only"] = sum(x["status"] != FAILS and bool(x.get("fails_under")) for x in claims)
+    for q in QUESTIONS:
+        for s in STATUS_ORDER:
+            out[f"{q}:{s}"] = sum(x["question"] == q and x["status"] == s for x in claims)
+    return out
 
 
-def _stat_text(s: dict[str, Any]) -> str:
-    if s["n"] == 1:
-        return f"{fmt(s['mean'])} (n=1)"
-    return f"{fmt(s['mean'])} ± {fmt(s['std'], 2)} [{fmt(s['min'])}, {fmt(s['max'])}] (n={s['n']})"
+def anchor(claim_id: str) -> str:
+    return "c-" + claim_id.replace(".", "-")
+
+
+def _esc(s: Any) -> str:
+    return str(s).replace("|", "\\|").replace("\n", " ")
+
+
+def _span(iv: dict[str, Any] | None) -> str:
+    return "–" if not iv else f"[{fmt(iv['lower'])}, {fmt(iv['upper'])}]"
 
 
 def claimed_text(c: dict[str, Any]) -> str:
     if c["test"] in ("less", "greater", "equal"):
         return {"less": "a < b", "greater": "a > b", "equal": "a = b"}[c["test"]]
-    sym = {"approx": "≈ ", "at_least": "≥ ", "below": "< ", "above": "> ", "range": "in ", "ratio": "a/b ≈ "}[
-        c["test"]
-    ]
-    return sym + fmt(c["claimed"])
-
-
-def counts(claims: list[dict[str, Any]]) -> dict[str, int]:
-    c = Counter(x["status"] for x in claims)
-    return {s: c.get(s, 0) for s in STATUS_ORDER}
+    sym = {"approx": "≈ ", "at_least": "≥ ", "below": "< ", "above": "> ", "range": "in ", "ratio": "a/b ≈ "}
+    return sym[c["test"]] + fmt(c["claimed"])
 
 
 def write_markdown(path: Path, report: dict[str, Any], data: ClaimsData, figures: dict[str, str]) -> Path:
-    lines: list[str] = []
-    add = lines.append
-    plan = report["plan"]
     claims = report["claims"]
-    add("# Seed-note reproduction: claimed vs measured")
-    add("")
-    mode = "quick" if plan["quick"] else "full"
-    add(
-        f"`newllm reproduce{' --quick' if plan['quick'] else ''}` ({mode} plan): seeds {fmt(plan['seeds'])}, "
-        f"{report['tasks']} tasks, model dims {plan['dims']}, vocabulary {plan['vocab']}, torch threads {plan['threads']}. "
-        "Every verdict below is computed from the numbers by `newllm/reproduce/verdicts.py`; the claims are data "
-        "(`newllm/reproduce/claims.json`)."
+    text = fill(
+        "report.md",
+        run_line=_run_line(report),
+        summary=_summary(report),
+        findings=_findings(claims),
+        rules=fill(
+            "rules.md", slack=", ".join(f"{q} {describe_slack(v)}" for q, v in report["slack"].items())
+        ),
+        verdict_table=_verdict_table(claims),
+        how_to_read=fill("how_to_read.md"),
+        note_tables=_note_tables(claims, data),
+        beyond=_beyond(report, figures),
+        consistency=_consistency(report),
+        unmeasurable=_unmeasurable(report),
+        method=_method(report),
     )
-    add("")
-    cts = report["counts"]
-    add(
-        f"**{len(claims)} claims:** {cts[HOLDS]} hold, {cts[HOLDS_ONLY]} hold only under some conditions, "
-        f"{cts[FAILS]} do not hold, {cts[INCONCLUSIVE]} inconclusive, {cts[NOT_MEASURED]} not measured in this run. "
-        f"**Internal consistency of the notes:** {sum(k['status'] == 'inconsistent' for k in report['consistency'])} of "
-        f"{len(report['consistency'])} checks fail."
+    path.write_text(text + "\n", encoding="utf-8")
+    return path
+
+
+def _run_line(report: dict[str, Any]) -> str:
+    p = report["plan"]
+    return fill(
+        "run_line.md",
+        quick_flag=" --quick" if p["quick"] else "",
+        mode="quick" if p["quick"] else "full",
+        untrained_seeds=len(p["seeds"]),
+        trained_seeds=len(p["trained_seeds"]),
+        untrained_list="seeds " + _seed_list(p["seeds"]),
+        trained_list="seeds " + _seed_list(p["trained_seeds"]),
+        tasks=report["tasks"],
+        dims=p["dims"],
+        vocab=p["vocab"],
+        threads=p["threads"],
+        quick_note=_quick_note(p),
     )
-    add("")
-    add("## Verdicts")
-    add("")
-    add("| | Claim | Note § section | Claimed | Verdict |")
-    add("|---|---|---|---|---|")
+
+
+def _quick_note(p: dict[str, Any]) -> str:
+    """The quick plan's warning under the run line (empty for the full plan)."""
+    if not p["quick"]:
+        return ""
+    lists = {k: ", ".join(map(str, p[k])) for k in ("untrained_counts", "scaling_counts", "spec_counts")}
+    return "\n\n" + fill("quick_note.md", **lists)
+
+
+def _summary(report: dict[str, Any]) -> str:
+    c, claims = report["counts"], report["claims"]
+    rows = []
+    for s in STATUS_ORDER:
+        per_q = [c[f"{q}:{s}"] for q in QUESTIONS]
+        rows.append(f"| {MARK[s]} {s} | " + " | ".join(str(n) for n in per_q) + f" | {c[s]} |")
+    return fill(
+        "summary.md",
+        n_claims=len(claims),
+        holds=c[HOLDS],
+        trivial=c["trivial"],
+        fails=c[FAILS],
+        inconclusive=c[INCONCLUSIVE],
+        not_measured=c[NOT_MEASURED],
+        holds_only=c["holds_only"],
+        fails_only=c["fails_only"],
+        single_run=sum(x["question"] == SINGLE_RUN for x in claims),
+        typical=sum(x["question"] == TYPICAL for x in claims),
+        inconsistent=sum(k["status"] == "inconsistent" for k in report["consistency"]),
+        consistency_checks=len(report["consistency"]),
+        unmeasurable=len(report["unmeasured"]),
+        count_rows="\n".join(rows),
+    )
+
+
+def _own_numbers(c: dict[str, Any]) -> str:
+    """The own variants' mean, interval and (single run) range, one clause each."""
+    parts = []
+    for v in c["variants"]:
+        if not v["own"] or v["verdict"] == NOT_MEASURED:
+            continue
+        m = v["measured"].get("stat") or v["measured"].get("difference") or {}
+        what = "a − b" if "difference" in v["measured"] else "mean"
+        s = f"{what} {fmt(m.get('mean'))} {_span(v['interval'])}"
+        if c["question"] == SINGLE_RUN:
+            s += f", one seed in {_span(v['prediction'])}"
+        parts.append(f"{s} (n={v['n_seeds']})")
+    return "; ".join(parts) or "not measured"
+
+
+def _findings(claims: list[dict[str, Any]]) -> str:
+    by_id = {c["id"]: c for c in claims}
+    out = []
+    for f in findings_spec():
+        out.append(f"**{f['title']}**")
+        out.append("")
+        for cid in f["claims"]:
+            c = by_id.get(cid)
+            if c is None:
+                continue
+            out.append(
+                f"- [{_esc(c['text'])}](#{anchor(cid)}) ({c['note']}): **{_esc(c['verdict'])}** "
+                f"— {QUESTION_NAME[c['question']]}; {_own_numbers(c)}; claimed {_esc(claimed_text(c))}."
+            )
+        out.append("")
+    return "\n".join(out).rstrip()
+
+
+def _verdict_table(claims: list[dict[str, Any]]) -> str:
+    out = ["| | Claim | Note § section | Question | Claimed | Verdict |", "|---|---|---|---|---|---|"]
     for c in claims:
-        add(
-            f"| {MARK[c['status']]} | {_esc(c['text'])} | {c['note']} § {_esc(c['section'])} | {_esc(claimed_text(c))} | {_esc(c['verdict'])} |"
+        out.append(
+            f"| {MARK[c['status']]} | [{_esc(c['text'])}](#{anchor(c['id'])}) | {c['note']} § {_esc(c['section'])} "
+            f"| {QUESTION_NAME[c['question']]} | {_esc(claimed_text(c))} | {_esc(c['verdict'])} |"
         )
-    add("")
-    add(_rules_text(report))
-    add("")
-    add("## The notes' tables, claimed vs measured")
+    return "\n".join(out)
+
+
+def _variant_row(c: dict[str, Any], v: dict[str, Any], first: bool, control: bool = False) -> str:
+    m = v["measured"].get("stat") or v["measured"].get("difference") or {}
+    label = ("control: " if control else "") + ("★ " if v["own"] else "") + _esc(v["label"])
+    cond = _esc(conditions_text(v["conditions"]))
+    ans = v.get("answers", {})
+    claim_cell = ""
+    if first:
+        claim_cell = f'<a id="{anchor(c["id"])}"></a>{_esc(c["text"])}'
+        if c.get("reading"):
+            claim_cell += f"<br><sub>reading: {_esc(c['reading'])}</sub>"
+        if c["also"]:
+            claim_cell += "<br><sub>also in " + "; ".join(f"{n} § {_esc(s)}" for n, s in c["also"]) + "</sub>"
+    cells = [
+        claim_cell,
+        _esc(claimed_text(c)) if first else "",
+        f"{label}<br><sub>{cond}</sub>",
+        str(v["n_seeds"]),
+        f"{fmt(m.get('mean'))} {_span(v['interval'])}" if m else "–",
+        _span(v["prediction"]),
+        f"{MARK.get(ans.get(TYPICAL, {}).get('status'), '·')}",
+        f"{MARK.get(ans.get(SINGLE_RUN, {}).get('status'), '·')}",
+        f"**{_esc(c['verdict'])}** ({QUESTION_NAME[c['question']]})" if first else "",
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+def _note_tables(claims: list[dict[str, Any]], data: ClaimsData) -> str:
+    head = (
+        "| Claim | Claimed | Condition | n | mean [95% interval] | 95% range, one seed | typical | single run "
+        "| Verdict |\n|---|---|---|---|---|---|---|---|---|"
+    )
+    out: list[str] = []
     for note, info in data.notes.items():
         mine = [c for c in claims if c["note"] == note]
         if not mine:
             continue
-        add("")
-        add(f"### {note}: {info['title']} (`{info['file']}`)")
-        sections: list[str] = []
-        for c in mine:
-            if c["section"] not in sections:
-                sections.append(c["section"])
+        out += ["", f"### {note}: {info['title']} (`{info['file']}`)"]
+        sections = list(dict.fromkeys(c["section"] for c in mine))
         for sec in sections:
-            add("")
-            add(f"#### {sec}")
-            add("")
-            add(
-                "| Claim | Claimed | Conditions | Measured: mean ± std [min, max] over seeds | Variant | Claim verdict |"
-            )
-            add("|---|---|---|---|---|---|")
+            out += ["", f"#### {sec}", "", head]
             for c in (x for x in mine if x["section"] == sec):
                 for i, v in enumerate(c["variants"]):
-                    first = i == 0
-                    add(
-                        "| "
-                        + " | ".join(
-                            [
-                                _esc(c["text"])
-                                + (f" <br>*also in {_also(c)}*" if first and c["also"] else "")
-                                if first
-                                else "",
-                                _esc(claimed_text(c)) if first else "",
-                                _esc(v["label"])
-                                + "<br><sub>"
-                                + _esc(conditions_text(v["conditions"]))
-                                + "</sub>",
-                                _esc(measured_text(v["measured"])),
-                                f"{MARK.get(v['verdict'], '')} {v['verdict']}: {_esc(v['detail'])}",
-                                f"**{_esc(c['verdict'])}**" if first else "",
-                            ]
-                        )
-                        + " |"
-                    )
-    add("")
-    _beyond(add, report, figures)
-    add("")
-    add("## Internal consistency of the notes")
-    add("")
-    add("Checks of each note's numbers against each other (no measurement involved).")
-    add("")
-    add("| Check | Note § section | Result | Detail |")
-    add("|---|---|---|---|")
+                    out.append(_variant_row(c, v, i == 0))
+                if c.get("control"):
+                    out.append(_variant_row(c, c["control"], False, control=True))
+    return "\n".join(out).strip()
+
+
+def _consistency(report: dict[str, Any]) -> str:
+    out = ["| Check | Note § section | Result | Detail |", "|---|---|---|---|"]
     for k in report["consistency"]:
-        add(
+        out.append(
             f"| {_esc(k['text'])} | {k['note']} § {_esc(k['section'])} | {k['status']} | {_esc(k['detail'])} |"
         )
-    add("")
-    add("## Not reproduced")
-    add("")
-    add("| Note § section | Why |")
-    add("|---|---|")
+    return "\n".join(out)
+
+
+def _unmeasurable(report: dict[str, Any]) -> str:
+    out = ["| Note § section | Statement | Why not measured |", "|---|---|---|"]
     for u in report["unmeasured"]:
-        add(f"| {u['note']} § {_esc(u['section'])} | {_esc(u['reason'])} |")
-    add("")
-    add("## Method")
-    add("")
-    for line in report["method"]:
-        add(f"- {line}")
+        out.append(
+            f"| {u['note']} § {_esc(u['section'])} | {_esc(u.get('text', '–'))} | {_esc(u['reason'])} |"
+        )
+    return "\n".join(out)
+
+
+def _method(report: dict[str, Any]) -> str:
+    p, m = report["plan"], report["method"]
+    out = fill(
+        "method.md",
+        untrained_seeds=len(p["seeds"]),
+        untrained_seed_list=_seed_list(p["seeds"]),
+        trained_seeds=len(p["trained_seeds"]),
+        trained_seed_list=_seed_list(p["trained_seeds"]),
+        rules=m["rules"],
+        probe_iterations=m["probe_iterations"],
+        dialogue=m["dialogue"],
+    )
     t = report.get("timing")
     if t:
-        add(
-            f"- Timing (not part of the results): {report['tasks']} experiments, {t['reused_tasks']} reused from "
-            f"the output directory; experiment time {t['task_seconds']:.0f} s as measured when each ran."
+        out += (
+            f"\n- Timing: {report['tasks']} experiments, {t['reused_tasks']} reused from the output directory; "
+            f"{t['seconds']:.0f} s wall clock."
         )
-    add("")
-    path.write_text("\n".join(lines), encoding="utf-8")
-    return path
+    return out
 
 
-def _rules_text(report: dict[str, Any]) -> str:
-    t = report["tolerances"]
-    tol = ", ".join(f"{q} {_tol(v)}" for q, v in t.items() if v)
-    return (
-        "Verdict rules: *approx* holds when the seed mean is within tolerance, does not hold when no seed is, "
-        "else inconclusive; per-seed tests (≥, <, >, range, a < b, a > b, a = b) hold when every seed passes, "
-        "do not hold when none does. A claim measured under several conditions *holds only under* those "
-        f"whose variants hold. Tolerances: {tol}."
-    )
+def _seed_list(seeds: list[int]) -> str:
+    if seeds and seeds == list(range(seeds[0], seeds[0] + len(seeds))) and len(seeds) > 3:
+        return f"{seeds[0]}..{seeds[-1]}"
+    return ", ".join(str(s) for s in seeds)
 
 
-def _tol(v: dict[str, float]) -> str:
-    if "factor" in v:
-        return f"×/÷ {v['factor']:g}"
-    parts = ([f"±{v['abs']:g}"] if "abs" in v else []) + ([f"±{100 * v['rel']:g}%"] if "rel" in v else [])
-    return " or ".join(parts)
-
-
-def _also(c: dict[str, Any]) -> str:
-    return "; ".join(f"{n} § {_esc(s)}" for n, s in c["also"])
-
-
-def _esc(s: str) -> str:
-    return str(s).replace("|", "\\|").replace("\n", " ")
-
-
-def _beyond(add, report: dict[str, Any], figures: dict[str, str]) -> None:
-    b = report["beyond"]
-    add("## Beyond the notes")
-    add("")
+def _figure(figures: dict[str, str], name: str, alt: str) -> str:
     if not figures:
-        add('*No figures: matplotlib is not installed (`pip install -e ".[plot]"`).*')
-        add("")
-    add("### Convergence rate vs token count")
-    add("")
-    if "rate_vs_tokens" in figures:
-        add(f"![rate vs token count]({figures['rate_vs_tokens']})")
-        add("")
+        return '*No figures: matplotlib is not installed (`pip install -e ".[plot]"`).*'
+    return f"![{alt}]({figures[name]})" if name in figures else ""
+
+
+def _beyond(report: dict[str, Any], figures: dict[str, str]) -> str:
+    b, a, p = report["beyond"], report["arithmetic"], report["plan"]
+    return fill(
+        "beyond.md",
+        fig_rate_vs_tokens=_figure(figures, "rate_vs_tokens", "rate vs token count"),
+        fig_rate_vs_threshold=_figure(figures, "rate_vs_threshold", "rate vs threshold"),
+        fig_residual_traces=_figure(figures, "residual_traces", "residual traces"),
+        fig_spectra=_figure(figures, "spectra", "Jacobian spectra"),
+        untrained_seeds=len(p["seeds"]),
+        trained_seeds=len(p["trained_seeds"]),
+        rate_vs_tokens=_rate_vs_tokens_table(b["rate_vs_tokens"]),
+        rate_vs_threshold=_threshold_table(b["rate_vs_threshold"]),
+        rel_l2=fmt(a["rel_of_l2_0.01"]),
+        rel_mse=fmt(a["rel_of_mse_0.01"]),
+        l2_mse=fmt(a["l2_at_mse_0.01"]),
+        trace_seed=b.get("trace_seed", "–"),
+        spectrum_token=b.get("spectrum_token", "–"),
+        contraction_tokens=p["contraction_tokens"],
+        contraction=_contraction_table(b["contraction"]),
+        collapse=_collapse_table(b["collapse"]),
+        one_iteration=_one_iteration_table(b["one_iteration"]),
+    )
+
+
+def _rate_vs_tokens_table(curves: dict[str, list[dict[str, Any]]]) -> str:
+    out = ["| model | points: tokens: mean [95% interval] |", "|---|---|"]
     for state in ("untrained", "trained"):
-        for c in b["rate_vs_tokens"].get(state, []):
-            pts = ", ".join(f"{n}: {fmt(r, 3)}" for n, r in zip(c["tokens"], c["rate"], strict=True))
-            add(f"- {state}, {c['label']}: {pts}")
-    add("")
-    add("### Convergence rate vs tolerance (rel units)")
-    add("")
-    add(
-        "`rel = ||f(c) - c|| / ||f(c)||`; a LayerNorm'd context has `||f(c)|| ≈ sqrt(D)`, so the notes' `l2 < 0.01` "
-        f"is about rel < {fmt(report['arithmetic']['rel_of_l2_0.01'])} and `mse < 0.01` about rel < "
-        f"{fmt(report['arithmetic']['rel_of_mse_0.01'])} (eval, warmup 0, 200 iterations)."
-    )
-    add("")
-    if "rate_vs_threshold" in figures:
-        add(f"![rate vs threshold]({figures['rate_vs_threshold']})")
-        add("")
-    curves = b["rate_vs_threshold"]
-    if curves:
-        grid = curves[0]["grid"]
-        picks = [i for i, g in enumerate(grid) if abs(round(_log10(g)) - _log10(g)) < 1e-9]
-        add("| model | " + " | ".join(f"rel < {fmt(grid[i])}" for i in picks) + " |")
-        add("|---|" + "---|" * len(picks))
-        for c in curves:
-            add(
-                f"| {c['arch']}, {c['state']}, {c['tokens']} tokens ({c['seeds']} seeds) | "
-                + " | ".join(fmt(c["rate"][i], 3) for i in picks)
-                + " |"
+        for c in curves.get(state, []):
+            pts = ", ".join(
+                f"{n}: {fmt(r, 3)} [{fmt(lo, 3)}, {fmt(hi, 3)}]"
+                for n, r, lo, hi in zip(c["tokens"], c["rate"], c["lower"], c["upper"], strict=True)
             )
-    add("")
-    add("### Residual traces")
-    add("")
-    add(
-        "First seed, first three of the 10 tokens, eval mode, 200 plain iterations from zeros (l2 residual, log scale)."
-    )
-    add("")
-    if "residual_traces" in figures:
-        add(f"![residual traces]({figures['residual_traces']})")
-        add("")
-    add("### Contraction at the fixed points")
-    add("")
-    add(
-        "Exact Jacobian `J = d step(e, c) / d c` (torch.func.jacrev, eval mode) at the last of 200 iterates, for the "
-        f"first {report['plan']['contraction_tokens']} tokens of each model. sigma_max is the local Lipschitz constant "
-        "(the notes' k); rho, the spectral radius, decides whether plain iteration converges locally. "
-        "Means over seeds, max = the largest over seeds and tokens."
-    )
-    add("")
-    if "spectra" in figures:
-        add(f"![Jacobian spectra]({figures['spectra']})")
-        add("")
-    add(
-        "| model | arch | seeds | sigma_max mean | sigma_max max | share sigma<1 | rho mean | rho max | share rho<1 | mse residual at the point |"
-    )
-    add("|---|---|---|---|---|---|---|---|---|---|")
-    for r in b["contraction"]:
-        add(
+            out.append(f"| {state}, {_esc(c['label'])} | {pts} |")
+    return "\n".join(out)
+
+
+def _threshold_table(curves: list[dict[str, Any]]) -> str:
+    if not curves:
+        return ""
+    grid = curves[0]["grid"]
+    picks = [i for i, g in enumerate(grid) if abs(round(math.log10(g)) - math.log10(g)) < 1e-9]
+    out = [
+        "| model | " + " | ".join(f"rel < {fmt(grid[i])}" for i in picks) + " |",
+        "|---|" + "---|" * len(picks),
+    ]
+    for c in curves:
+        out.append(
+            f"| {c['arch']}, {c['state']}, {c['tokens']} tokens ({c['seeds']} seeds) | "
+            + " | ".join(fmt(c["rate"][i], 3) for i in picks)
+            + " |"
+        )
+    return "\n".join(out)
+
+
+def _contraction_table(rows: list[dict[str, Any]]) -> str:
+    out = [
+        "| model | arch | seeds | sigma_max mean | sigma_max max | share sigma<1 | rho mean | rho max | share rho<1 "
+        "| mse residual at the point |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        out.append(
             f"| {r['source']} | {r['arch']} | {r['seeds']} | {fmt(r['sigma_max_mean'])} | {fmt(r['sigma_max_max'])} | "
             f"{fmt(r['sigma_below_1'], 2)} | {fmt(r['rho_mean'])} | {fmt(r['rho_max'])} | {fmt(r['rho_below_1'], 2)} | "
             f"{fmt(r['last_mse_mean'])} |"
         )
-    add("")
-    add("### Collapse diagnostics and the 'converges in 1 iteration' check")
-    add("")
-    add(
-        "At the fixed points (eval; for the models judged by a direct solve, at the judged contexts). `rms f(0)` is "
-        "the RMS of the first update from the zero context: `mse(f(0), 0) = rms(f(0))²`, so a token is judged "
-        "converged at iteration 1 under mse < 0.01 exactly when rms(f(0)) < 0.1. The output of a LayerNorm is that "
-        "small only when its gain shrinks or when the variance of its input falls below its `eps` "
-        "(`pre-LN var at c=0`)."
-    )
-    add("")
-    add(
-        "| model | arch | seeds | context rms | min rms f(0) | mean rms f(0) | min pre-LN var at c=0 | last LN gain (mean) "
-        "| effective rank | max cosine | forget gate | input gate |"
-    )
-    add("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for r in b["collapse"]:
-        add(
+    return "\n".join(out)
+
+
+def _collapse_table(rows: list[dict[str, Any]]) -> str:
+    out = [
+        "| model | arch | seeds | context rms | min rms f(0) | mean rms f(0) | min pre-LN var at c=0 | last LN gain "
+        "(mean) | effective rank | max cosine | forget gate | input gate |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        out.append(
             f"| {r['source']} | {r['arch']} | {r['seeds']} | {fmt(r['context_rms'])} | {fmt(r['rms_f0_min'])} | "
             f"{fmt(r['rms_f0_mean'])} | {fmt(r['pre_ln_var_f0_min'])} | {fmt(r['ln_gain_last_mean'])} | "
             f"{fmt(r['effective_rank'])} | {fmt(r['max_cosine'])} | {fmt(r['forget_gate_mean'], 3)} | "
             f"{fmt(r['input_gate_mean'], 3)} |"
         )
-    add("")
-    add("**Converged at iteration 1?** Trained models, eval, mse < 0.01 from zeros, summed over seeds.")
-    add("")
-    add(
-        "| model | arch | tokens at iteration 1 | converged tokens still < 0.01 one step later | mse one step later "
-        "| min rms f(0) | min pre-LN var at c=0 (LN eps) | last LN gain | rms f(0) < 0.1 predicts it |"
-    )
-    add("|---|---|---|---|---|---|---|---|---|")
-    for r in b["one_iteration"]:
-        add(
+    return "\n".join(out)
+
+
+def _one_iteration_table(rows: list[dict[str, Any]]) -> str:
+    out = [
+        "| model | arch | tokens at iteration 1 | stays below one step later | mse one step later | min rms f(0) "
+        "| min pre-LN var at c=0 (LN eps) | last LN gain | rms f(0) < 0.1 predicts it |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        out.append(
             f"| {r['source']} | {r['arch']} | {r['converged_at_1']}/{r['tokens']} | {fmt(r['stays_converged'], 3)} | "
             f"{fmt(r['next_mse_after_convergence'])} | {fmt(r['rms_f0_min'])} | {fmt(r['pre_ln_var_f0_min'])} "
             f"({fmt(r['ln_eps'])}) | {fmt(r['ln_gain_last_mean'])} | {'agrees' if r['criterion_agrees'] else 'DISAGREES'} |"
         )
-
-
-def _log10(x: float) -> float:
-    import math
-
-    return math.log10(x)
+    return "\n".join(out)

@@ -10,19 +10,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-from tqdm.auto import tqdm
-
 from .. import __version__
-from ..matrix import NOTES_RULES, rules
+from ..matrix import CONTROL_RULES, rules
 from ..matrix.models import DEFAULT
 from ..metrics import convert_threshold
 from ..runs.jsonio import atomic_write_bytes, dumps
 from . import plots, store
 from .claims import load_claims
-from .experiments import run_task
+from .execute import run_tasks
 from .measure import arithmetic, consistency, evaluate, rows_from_results
-from .plan import PROBE_ITERATIONS, REPRO_VERSION, Plan
+from .plan import PROBE_ITERATIONS, PROBE_JUDGES, REPRO_VERSION, Plan
 from .report import counts, write_markdown
 from .summary import summarize
 
@@ -45,37 +42,22 @@ def run_reproduction(
     resume: bool = False,
     progress: bool = True,
     cache: str | Path | None = DEFAULT,
+    jobs: int = 1,
 ) -> Reproduction:
-    """Run ``plan`` into ``out``. Without ``resume`` stored task results are discarded first. Trained
-    models come from (and go to) the matrix cache under ``cache`` (None: train every one here)."""
+    """Run ``plan`` into ``out`` with ``jobs`` worker processes. Without ``resume`` stored task results
+    are discarded first. Trained models come from (and go to) the matrix cache under ``cache`` (None:
+    train every one here)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if not resume:
         store.clear(out)
     t0 = time.perf_counter()
-    tasks = plan.tasks()
-    results: list[dict[str, Any]] = []
-    reused = 0
-    threads = torch.get_num_threads()
-    torch.set_num_threads(plan.threads)
-    try:
-        bar = tqdm(tasks, desc="reproduce", unit="exp", disable=not progress, dynamic_ncols=True)
-        for task in bar:
-            bar.set_postfix_str(task.name, refresh=False)
-            r = store.load_finished(out, task) if resume else None
-            if r is None:
-                path = store.save(out, task, run_task(task, plan, cache))
-                r = json.loads(path.read_text())  # the stored form, whether fresh or resumed
-            else:
-                reused += 1
-            results.append(r)
-        bar.close()
-    finally:
-        torch.set_num_threads(threads)
+    results, reused = run_tasks(plan, out, resume=resume, progress=progress, jobs=jobs, cache=cache)
     report = build_report(plan, results)
     report["timing"] = {
         "seconds": time.perf_counter() - t0,
         "reused_tasks": reused,
+        "jobs": jobs,
         "task_seconds": sum(r.get("timing", {}).get("seconds", 0.0) for r in results),
     }
     figures = write_figures(out, report)
@@ -91,7 +73,6 @@ def build_report(plan: Plan, results: list[dict[str, Any]]) -> dict[str, Any]:
     rows = rows_from_results(results, plan.context_dim)
     claims = evaluate(data, rows, plan)
     beyond = summarize(rows, results, plan)
-    cfg = plan.model_config("layerwise")
     d = plan.context_dim
     arith = arithmetic(d)
     # a LayerNorm'd context has norm ~ sqrt(D): the rel equivalents of the two thresholds
@@ -100,29 +81,41 @@ def build_report(plan: Plan, results: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "newllm": __version__,
         "repro_version": REPRO_VERSION,
-        "plan": {
-            "quick": plan.quick,
-            "seeds": list(plan.seeds),
-            "dims": [cfg.embed_dim, cfg.context_dim, cfg.hidden_dim],
-            "vocab": cfg.vocab_size,
-            "threads": plan.threads,
-            "untrained_counts": list(plan.untrained_counts),
-            "spec_counts": list(plan.spec_counts),
-            "scaling_counts": list(plan.scaling_counts),
-            "scaling_spec_counts": list(plan.scaling_spec_counts),
-            "large_count": plan.large_count,
-            "contraction_tokens": plan.contraction_tokens,
-        },
+        "plan": plan_facts(plan),
         "tasks": len(results),
         "counts": counts(claims),
         "claims": claims,
         "consistency": consistency(data),
         "unmeasured": list(data.unmeasured),
         "arithmetic": arith,
-        "tolerances": data.tolerances,
+        "slack": data.slack,
         "beyond": {k: v for k, v in beyond.items() if k not in ("traces", "spectra")},
         "beyond_plots": {k: beyond[k] for k in ("traces", "spectra")},
-        "method": method_lines(plan),
+        "method": method_facts(plan),
+    }
+
+
+def plan_facts(plan: Plan) -> dict[str, Any]:
+    """``report.json``'s ``plan``: the seeds, model size and conditions the report was run with."""
+    cfg = plan.model_config("layerwise")
+    return {
+        "quick": plan.quick,
+        "seeds": list(plan.seeds),
+        "trained_seeds": list(plan.seeds_trained),
+        "dims": [cfg.embed_dim, cfg.context_dim, cfg.hidden_dim],
+        "vocab": cfg.vocab_size,
+        "threads": plan.threads,
+        "untrained_counts": list(plan.untrained_counts),
+        "spec_counts": list(plan.spec_counts),
+        "scaling_counts": list(plan.scaling_counts),
+        "scaling_spec_counts": list(plan.scaling_spec_counts),
+        "control_counts": list(plan.control_counts),
+        "dialogue_count": plan.dialogue_count,
+        "large_count": plan.large_count,
+        "large": [list(x[:3]) + [list(x[3])] for x in plan.large],
+        "noclip_count": plan.noclip_count,
+        "noclip": [list(x[:3]) + [list(x[3])] for x in plan.noclip],
+        "contraction_tokens": plan.contraction_tokens,
     }
 
 
@@ -151,14 +144,14 @@ def write_figures(out: Path, report: dict[str, Any]) -> dict[str, str]:
     """PNG files beside the report; returns figure name -> file name (none without matplotlib)."""
     if not plots.available():
         return {}
-    b, bp = report["beyond"], report["beyond_plots"]
+    b, bp, a = report["beyond"], report["beyond_plots"], report["arithmetic"]
     figs = {"rate_vs_tokens": plots.rate_vs_tokens(b["rate_vs_tokens"], out / "rate_vs_tokens.png").name}
     if b["rate_vs_threshold"]:
+        marks = {"l2 < 0.01": a["rel_of_l2_0.01"], "mse < 0.01": a["rel_of_mse_0.01"]}
         figs["rate_vs_threshold"] = plots.rate_vs_threshold(
-            b["rate_vs_threshold"], out / "rate_vs_threshold.png"
+            b["rate_vs_threshold"], marks, out / "rate_vs_threshold.png"
         ).name
     if bp["traces"]:
-        a = report["arithmetic"]
         lines = {"l2 = 0.01": 0.01, f"mse = 0.01 (l2 = {a['l2_at_mse_0.01']:.3g})": a["l2_at_mse_0.01"]}
         figs["residual_traces"] = plots.residual_traces(bp["traces"], lines, out / "residual_traces.png").name
     if bp["spectra"]:
@@ -166,25 +159,11 @@ def write_figures(out: Path, report: dict[str, Any]) -> dict[str, str]:
     return figs
 
 
-def method_lines(plan: Plan) -> list[str]:
+def method_facts(plan: Plan) -> dict[str, Any]:
+    """The values the method section of report.md quotes (templates/method.md)."""
     js = rules(plan.context_dim)
-    cfg = plan.model_config("layerwise")
-    named = "; ".join(f"`{js[n].name}`: {js[n].label}" for n in NOTES_RULES)
-    return [
-        f"Eval-mode judges (dropout off): {named}. A token converges at the first iteration k > warmup whose "
-        "residual between f(c_k) and c_k is below the threshold (newllm.metrics).",
-        f"Untrained and small trained models are probed once: {PROBE_ITERATIONS} plain iterations from the zero context "
-        "with every metric recorded; each judge's decision replays newllm.solve's stopping rules on those traces "
-        "(tests check the two agree). Larger trained models are judged with newllm.solve directly.",
-        "Phase 1 training is newllm.phase1.train_phase1 (Adam, clip 1.0, dropout 0.1, mse loss, per-token stop at "
-        "mse < tolerance); recipes 001 (3 epochs, lr 1e-4, max 50 it, warmup 0) and 004 (5 epochs, max 200 it, "
-        "warmup 10). 'During training' numbers are the final epoch's, as the notes report them.",
-        "The embedding of a trained model holds only the rows of the ids it trains on (newllm/reproduce/compact.py): "
-        "with Adam an unused row gets zero gradient and is never changed, so this is the full-vocabulary training up "
-        "to float summation order, at a fraction of the cost.",
-        "Token ids: 000/001 use 100, 200, ..., 1000 (and the stride min(100, (V-1)//N) for 512); 002 uses 0..N-1 as "
-        f"the note states. Model: 2-layer Sequential ((2,)) and Layer-wise ((1, 1)), dims {cfg.embed_dim}/"
-        f"{cfg.context_dim}/{cfg.hidden_dim}, vocabulary {cfg.vocab_size}, init N(0, {cfg.init_std:g}²), dropout "
-        f"{cfg.dropout:g}; one model per seed (seed = weight-init seed = dropout seed).",
-        "Spread over seeds is the sample standard deviation; timings are not part of the results (report.json 'timing').",
-    ]
+    named = "; ".join(f"`{n}`: {js[n].label}" for n in (*PROBE_JUDGES, *CONTROL_RULES.values()))
+    dialogue = "not run"
+    if plan.dialogue_count is not None or any(x[0] == "dialogue" for x in plan.large):
+        dialogue = f"{plan.dialogue_count or plan.large_count} tokens"
+    return {"rules": named, "probe_iterations": PROBE_ITERATIONS, "dialogue": dialogue}

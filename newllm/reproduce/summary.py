@@ -5,23 +5,49 @@ tables, and the "converges in 1 iteration" check (``mse(f(0), 0) = rms(f(0))² <
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from ..matrix import NOTES_ARCHITECTURES
+from ..stats import rate_interval
 from .plan import Plan
 
 #: (label, experiment, where) of the model states compared in the contraction and collapse tables.
 SOURCES: tuple[tuple[str, str, dict[str, Any]], ...] = (
-    ("untrained, 10 tokens", "untrained", {"tokens": 10, "clamp": None}),
-    ("untrained, 512 tokens", "untrained", {"tokens": 512, "clamp": None}),
+    ("untrained, 10 tokens", "untrained", {"tokens": 10, "clamp": None, "ids": "spread"}),
+    ("untrained, 512 evenly spread ids", "untrained", {"tokens": 512, "clamp": None, "ids": "spread"}),
+    ("untrained, 512 tokens of dialogue", "untrained", {"tokens": 512, "clamp": None, "ids": "dialogue"}),
     ("trained 001 (spec loop), 1 token", "phase1_spec", {"tokens": 1, "loop": "spec"}),
     ("trained 001 (spec loop), 10 tokens", "phase1_spec", {"tokens": 10, "loop": "spec"}),
     ("trained 002 (batched), 10 tokens", "phase1_scaling", {"tokens": 10, "loop": "batched"}),
     ("trained 002 (batched), 100 tokens", "phase1_scaling", {"tokens": 100, "loop": "batched"}),
     ("trained 002 (spec loop), 20 tokens", "phase1_scaling", {"tokens": 20, "loop": "spec"}),
     ("trained 002 (spec loop), 100 tokens", "phase1_scaling", {"tokens": 100, "loop": "spec"}),
-    ("trained 001 recipe (batched), 512 tokens", "phase1_large", {"recipe": "001"}),
-    ("trained 004 recipe (batched, 5 epochs), 512 tokens", "phase1_large", {"recipe": "004"}),
+    (
+        "trained 001 recipe (batched), 512 spread ids",
+        "phase1_large",
+        {"recipe": "001", "ids": "spread", "loop": "batched"},
+    ),
+    (
+        "trained 004 recipe (batched), 512 spread ids",
+        "phase1_large",
+        {"recipe": "004", "ids": "spread", "loop": "batched"},
+    ),
+    (
+        "trained 004 recipe (spec loop), 512 spread ids",
+        "phase1_large",
+        {"recipe": "004", "ids": "spread", "loop": "spec"},
+    ),
+    (
+        "trained 001 recipe (spec loop), 512 tokens of dialogue",
+        "phase1_large",
+        {"recipe": "001", "ids": "dialogue", "loop": "spec"},
+    ),
+    (
+        "trained 004 recipe (spec loop), 512 tokens of dialogue",
+        "phase1_large",
+        {"recipe": "004", "ids": "dialogue", "loop": "spec"},
+    ),
 )
 
 
@@ -48,13 +74,32 @@ def _mean(xs: list[float]) -> float | None:
     return sum(xs) / len(xs) if xs else None
 
 
+def rate_point(
+    rows: list[dict[str, Any]], exp: str, judge: str, where: dict[str, Any]
+) -> dict[str, float] | None:
+    """Mean rate over the seeds of the matching rows and its 95% interval (clustered Wilson)."""
+    k = [int(x) for x in values(rows, exp, judge, where, "converged")]
+    n = [int(x) for x in values(rows, exp, judge, where, "tokens")]
+    if not k or len(k) != len(n):
+        return None
+    iv = rate_interval(k, n)
+    return {
+        "rate": sum(a / b for a, b in zip(k, n, strict=True)) / len(k),
+        "lower": iv.lower,
+        "upper": iv.upper,
+    }
+
+
 def summarize(rows: list[dict[str, Any]], results: list[dict[str, Any]], plan: Plan) -> dict[str, Any]:
     first = min(plan.seeds)
+    spectra = _pick(results, first, "spectrum")
     return {
+        "trace_seed": first,
+        "spectrum_token": spectra[0]["token_id"] if spectra else None,
         "rate_vs_tokens": _rate_vs_tokens(rows, plan),
         "rate_vs_threshold": _rate_vs_threshold(results),
         "traces": _pick(results, first, "traces"),
-        "spectra": _pick(results, first, "spectrum"),
+        "spectra": spectra,
         "contraction": _table(
             rows,
             "fixed_point",
@@ -90,39 +135,26 @@ def summarize(rows: list[dict[str, Any]], results: list[dict[str, Any]], plan: P
 
 
 def _rate_vs_tokens(rows: list[dict[str, Any]], plan: Plan) -> dict[str, list[dict[str, Any]]]:
+    """Per state and architecture, one curve per decision rule: mean rate and 95% interval per count."""
     out: dict[str, list[dict[str, Any]]] = {"untrained": [], "trained": []}
+    specs: list[tuple[str, str, str, str, str, dict[str, Any], Sequence[int]]] = [
+        ("untrained", "untrained", "seed000", "eval, l2 < 0.01, warmup 100 (000's rule)", "dashed",
+         {"clamp": None, "ids": "spread"}, plan.untrained_counts),
+        ("untrained", "untrained", "mse", "eval, mse < 0.01", "solid", {"clamp": None, "ids": "spread"},
+         plan.untrained_counts),
+        ("trained", "phase1_scaling", "train", "during training (spec loop)", "solid",
+         {"loop": "spec", "recipe": "001"}, plan.scaling_counts),
+        ("trained", "phase1_scaling", "l2", "after training: eval, l2 < 0.01", "dashed",
+         {"loop": "spec", "recipe": "001"}, plan.scaling_counts),
+    ]  # fmt: skip
     for arch in NOTES_ARCHITECTURES:
-        for judge, label, style in (
-            ("seed000", "eval, l2 < 0.01, warmup 100", "dashed"),
-            ("mse", "eval, mse < 0.01", "solid"),
-        ):
-            pts = [
-                (
-                    n,
-                    _mean(
-                        values(rows, "untrained", judge, {"arch": arch, "tokens": n, "clamp": None}, "rate")
-                    ),
-                )
-                for n in plan.untrained_counts
-            ]
-            pts = [(n, r) for n, r in pts if r is not None]
+        for state, exp, judge, label, style, where, counts in specs:
+            at = [(n, rate_point(rows, exp, judge, {**where, "arch": arch, "tokens": n})) for n in counts]
+            pts = [(n, p) for n, p in at if p is not None]
             if pts:
-                out["untrained"].append(
-                    {"arch": arch, "label": f"{arch}: {label}", "style": style, "tokens": [p[0] for p in pts], "rate": [p[1] for p in pts]}
-                )  # fmt: skip
-        for judge, label, style in (
-            ("train", "during training (batched)", "solid"),
-            ("l2", "after training: eval, l2 < 0.01", "dashed"),
-        ):
-            w = {"arch": arch, "loop": "batched", "recipe": "001"}
-            pts = [
-                (n, _mean(values(rows, "phase1_scaling", judge, {**w, "tokens": n}, "rate")))
-                for n in plan.scaling_counts
-            ]
-            pts = [(n, r) for n, r in pts if r is not None]
-            if pts:
-                out["trained"].append(
-                    {"arch": arch, "label": f"{arch}: {label}", "style": style, "tokens": [p[0] for p in pts], "rate": [p[1] for p in pts]}
+                out[state].append(
+                    {"arch": arch, "label": label, "style": style, "tokens": [n for n, _ in pts],
+                     **{k: [p[k] for _, p in pts] for k in ("rate", "lower", "upper")}}
                 )  # fmt: skip
     return out
 
@@ -135,7 +167,7 @@ def _rate_vs_threshold(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
         k = r["key"]
         if tc is None or k.get("clamp") is not None:
             continue
-        if r["experiment"] == "untrained" and k["tokens"] in (10, 512):
+        if r["experiment"] == "untrained" and k["tokens"] in (10, 512) and k.get("ids") == "spread":
             g = (k["arch"], "untrained", k["tokens"])
         elif r["experiment"] == "phase1_spec" and k["tokens"] == 10:
             g = (k["arch"], "trained", k["tokens"])
@@ -145,7 +177,7 @@ def _rate_vs_threshold(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
         grids[g] = tc["grid"]
     out = []
     for (arch, state, n), curves in sorted(groups.items()):
-        mean = [sum(c[i] for c in curves) / len(curves) for i in range(len(curves[0]))]
+        cols = list(zip(*curves, strict=True))
         out.append(
             {
                 "arch": arch,
@@ -153,7 +185,9 @@ def _rate_vs_threshold(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "tokens": n,
                 "seeds": len(curves),
                 "grid": grids[(arch, state, n)],
-                "rate": mean,
+                "rate": [sum(c) / len(c) for c in cols],
+                "min": [min(c) for c in cols],
+                "max": [max(c) for c in cols],
             }
         )
     return out
@@ -166,13 +200,15 @@ def _pick(results: list[dict[str, Any]], seed: int, what: str) -> list[dict[str,
         k = r["key"]
         if k["seed"] != seed or k["tokens"] != 10 or k.get("clamp") is not None or what not in r:
             continue
+        if k.get("ids", "spread") != "spread":
+            continue
         if r["experiment"] == "untrained":
             state = "untrained"
         elif r["experiment"] == "phase1_spec":
             state = "trained"
         else:
             continue
-        item = {"arch": k["arch"], "state": state}
+        item = {"arch": k["arch"], "state": state, "seed": seed}
         if what == "traces":
             item.update(token_ids=r["trace_token_ids"], l2=r["traces"]["l2"])
         else:
