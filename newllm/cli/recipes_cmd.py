@@ -87,11 +87,11 @@ def _select(w, args: argparse.Namespace):
     """The workload restricted to ``--recipes`` / ``--archs`` (each name checked)."""
     from dataclasses import replace
 
-    from ..matrix import ARCHITECTURES, RECIPES
+    from ..matrix import ARCHITECTURES, BENCHMARK_RECIPES
 
     for name in args.recipes or ():
-        if name not in RECIPES or name in ("001", "004"):
-            valid = ", ".join(n for n in RECIPES if n not in ("001", "004"))
+        if name not in ("untrained", *BENCHMARK_RECIPES):
+            valid = ", ".join(("untrained", *BENCHMARK_RECIPES))
             raise ValueError(f"unknown recipe {name!r} in --recipes; expected some of {valid}")
     for arch in args.archs or ():
         if arch not in ARCHITECTURES:

@@ -136,8 +136,10 @@ RECIPES: dict[str, Recipe] = {
     )
 }
 
-#: The recipes ``newllm recipes`` benchmarks (every trained recipe except the aliases 001/004).
-BENCHMARK_RECIPES = tuple(n for n, r in RECIPES.items() if r.trained and n not in ("001", "004"))
+#: Recipes of the seed reproduction only (``seeds`` stands for them in the benchmark).
+REPRODUCTION_RECIPES = ("001", "001-noclip", "004")
+#: The recipes ``newllm recipes`` benchmarks (every trained recipe but the reproduction's).
+BENCHMARK_RECIPES = tuple(n for n, r in RECIPES.items() if r.trained and n not in REPRODUCTION_RECIPES)
 
 
 #: Token-set kinds: ``spread`` 100, 200, ... (``spread_token_ids``; seeds 000/001), ``first`` 0 .. n-1
