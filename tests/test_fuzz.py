@@ -267,6 +267,7 @@ def stop_every_command(monkeypatch, tmp_path):
     """Sentinels where each subcommand's work would begin; a scratch directory with a file, a directory
     and a benchmark JSON file to be named by the drawn arguments."""
     import newllm.data as data
+    import newllm.recipes.bench as recipes_bench
 
     def reached(*a, **k):
         raise Reached
@@ -282,6 +283,7 @@ def stop_every_command(monkeypatch, tmp_path):
         (generate_cmd, "load_phase2"),
         (reproduce_cmd, "run_reproduction"),
         (data, "load_samples"),
+        (recipes_bench, "run_benchmark"),
         (benchreport, "plot"),
     ]:
         monkeypatch.setattr(mod, name, reached)
