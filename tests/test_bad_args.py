@@ -29,6 +29,7 @@ MINIMAL = {
     "newllm reproduce": ["reproduce"],
     "newllm bench-report": ["bench-report", "B.json"],
     "newllm verify": ["verify"],
+    "newllm recipes": ["recipes"],
 }
 
 

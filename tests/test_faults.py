@@ -14,8 +14,15 @@ TINY_TRAIN = ["train", "--tokens", "2", "--dim", "8", "--vocab-size", "300"]
 
 
 @pytest.mark.slow
+def test_a_killed_run_resumes_bit_exact(tmp_path):
+    """One seeded kill (the heavy lane below kills more)."""
+    rows = campaign(tmp_path, kills=1, seed=1)
+    assert len(rows) == 1 and rows[0]["bit_exact"], rows
+
+
+@pytest.mark.heavy
 def test_killed_runs_resume_bit_exact(tmp_path):
-    rows = campaign(tmp_path, kills=2, seed=1)
+    rows = campaign(tmp_path, kills=4, seed=2)
     assert all(r["bit_exact"] for r in rows), rows
 
 

@@ -261,6 +261,7 @@ def stop_every_command(monkeypatch, tmp_path):
     """Sentinels where each subcommand's work would begin; a scratch directory with a file, a directory
     and a benchmark JSON file to be named by the drawn arguments."""
     import newllm.data as data
+    import newllm.recipes.bench as recipes_bench
 
     def reached(*a, **k):
         raise Reached
@@ -276,6 +277,7 @@ def stop_every_command(monkeypatch, tmp_path):
         (CMD["generate"], "load_phase2"),
         (CMD["reproduce"], "run_reproduction"),
         (data, "load_samples"),
+        (recipes_bench, "run_benchmark"),
         (benchreport, "plot"),
     ]:
         monkeypatch.setattr(mod, name, reached)

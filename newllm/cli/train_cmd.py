@@ -20,8 +20,57 @@ NAME = "train"
 HELP = "Phase 1: train the weights so that iterating the update reaches fixed points"
 
 
+#: Phase 1 options a recipe sets: argparse dest -> (option, Phase1Config field).
+RECIPE_OPTIONS = {
+    "epochs": ("--epochs", "epochs"),
+    "lr": ("--lr", "learning_rate"),
+    "max_iterations": ("--max-iterations", "max_iterations"),
+    "threshold": ("--threshold", "threshold"),
+    "warmup": ("--warmup", "warmup"),
+    "jacobian_weight": ("--jacobian-weight", "jacobian_weight"),
+    "sigma_weight": ("--sigma-weight", "sigma_weight"),
+    "sigma_margin": ("--sigma-margin", "sigma_margin"),
+    "spectral_scale": ("--spectral-scale", "spectral_scale"),
+    "variance_weight": ("--variance-weight", "variance_weight"),
+    "covariance_weight": ("--covariance-weight", "covariance_weight"),
+}
+
+
+def recipe_name(value: str) -> str:
+    """``--recipe`` value: a trained recipe of ``newllm.matrix.RECIPES``."""
+    from ..matrix import RECIPES
+
+    if value not in RECIPES or not RECIPES[value].trained:
+        names = ", ".join(n for n, r in RECIPES.items() if r.trained)
+        raise argparse.ArgumentTypeError(f"unknown recipe {value!r}; expected one of {names}")
+    return value
+
+
+class _ListRecipes(argparse.Action):
+    """``--list-recipes``: print every trained recipe (name, variant, about, settings) and exit 0."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from ..matrix import RECIPES
+
+        for name, r in RECIPES.items():
+            if r.trained:
+                settings = " ".join(f"{k}={v}" for k, v in (r.settings or {}).items())
+                print(f"{name:24s} {r.variant:7s} {r.about}\n{'':32s} {settings}")
+        parser.exit(0)
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     common.add_model_arguments(p)
+    p.add_argument(
+        "--recipe",
+        type=recipe_name,
+        help="start from a named recipe's Phase 1 settings (docs/recipes.md); phase 1 options given "
+        "explicitly override it",
+    )
+    p.add_argument("--list-recipes", action=_ListRecipes, help="list the recipes and exit")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument(
         "--tokens",
@@ -50,6 +99,45 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=512,
         help="truncate conversations to this many tokens (default %(default)s)",
     )
+    _add_phase1_arguments(p)
+    p.add_argument("--seed", type=A.SEED, default=0, help="seed for weights, dropout and probes (default 0)")
+    p.add_argument(
+        "--out", required=True, type=A.out_dir, help="run directory for checkpoints, log.jsonl and the cache"
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its last checkpoint (a directory without one starts at epoch 1, "
+        "with a note on stderr)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print one JSON object per epoch and a final one")
+    p.add_argument(
+        "--distributed",
+        action="store_true",
+        help="data-parallel over the processes of `torchrun --nproc-per-node N -m newllm train ...` "
+        "(gloo on CPU, nccl on CUDA; batched loop)",
+    )
+
+
+IGNORED = [
+    A.Ignored(
+        ("samples", "max_length", "split"),
+        lambda a: a.data is None,
+        "without --data (it chooses and cuts the conversations of --data)",
+    ),
+    A.Ignored(
+        ("batch_samples",), lambda a: a.loop == "spec", "with --loop spec (one token per optimizer step)"
+    ),
+    A.Ignored(
+        ("model_seed",),
+        lambda a: a.resume and (Path(a.out) / MANIFEST).is_file(),
+        "with --resume of a saved run (the weights come from its checkpoint)",
+    ),
+]
+
+
+def _add_phase1_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("phase 1")
     d = Phase1Config()
     g.add_argument(
@@ -105,56 +193,64 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=d.jacobian_weight,
         help="weight of the Hutchinson ||J||_F^2/D penalty (default 0: off)",
     )
-    p.add_argument("--seed", type=A.SEED, default=0, help="seed for weights, dropout and probes (default 0)")
-    p.add_argument(
-        "--out", required=True, type=A.out_dir, help="run directory for checkpoints, log.jsonl and the cache"
-    )
-    p.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue the run in --out from its last checkpoint (a directory without one starts at epoch 1, "
-        "with a note on stderr)",
-    )
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--json", action="store_true", help="print one JSON object per epoch and a final one")
-    p.add_argument(
-        "--distributed",
-        action="store_true",
-        help="data-parallel over the processes of `torchrun --nproc-per-node N -m newllm train ...` "
-        "(gloo on CPU, nccl on CUDA; batched loop)",
-    )
+    _add_recipe_term_arguments(g, d)
 
 
-IGNORED = [
-    A.Ignored(
-        ("samples", "max_length", "split"),
-        lambda a: a.data is None,
-        "without --data (it chooses and cuts the conversations of --data)",
-    ),
-    A.Ignored(
-        ("batch_samples",), lambda a: a.loop == "spec", "with --loop spec (one token per optimizer step)"
-    ),
-    A.Ignored(
-        ("model_seed",),
-        lambda a: a.resume and (Path(a.out) / MANIFEST).is_file(),
-        "with --resume of a saved run (the weights come from its checkpoint)",
-    ),
-]
+def _add_recipe_term_arguments(g: argparse._ArgumentGroup, d: Phase1Config) -> None:
+    """The recipe terms' weights (docs/recipes.md), all off by default."""
+    g.add_argument(
+        "--sigma-weight",
+        type=A.number(0, None),
+        default=d.sigma_weight,
+        help="weight of the σ_max hinge (default 0: off)",
+    )
+    g.add_argument(
+        "--sigma-margin",
+        type=A.number(0, None),
+        default=d.sigma_margin,
+        help="σ_max hinge margin (default %(default)s)",
+    )
+    g.add_argument(
+        "--spectral-scale",
+        type=A.number(0, None, lo_open=True),
+        default=d.spectral_scale,
+        help="cap σ_max of the weights acting on c at this (default: off)",
+    )
+    g.add_argument(
+        "--variance-weight",
+        type=A.number(0, None),
+        default=d.variance_weight,
+        help="weight of the VICReg variance term of the contexts (default 0: off)",
+    )
+    g.add_argument(
+        "--covariance-weight",
+        type=A.number(0, None),
+        default=d.covariance_weight,
+        help="weight of the VICReg covariance term of the contexts (default 0: off)",
+    )
 
 
 def phase1_config(args: argparse.Namespace) -> Phase1Config:
-    return Phase1Config(
-        epochs=args.epochs,
-        learning_rate=args.lr,
-        max_iterations=args.max_iterations,
-        threshold=args.threshold,
-        warmup=args.warmup,
-        grad_clip=args.grad_clip,
-        loop=args.loop,
-        batch_samples=args.batch_samples,
-        seed=args.seed,
-        jacobian_weight=args.jacobian_weight,
-    )
+    """The Phase1Config of the options, or of ``--recipe`` with the explicitly given options on top."""
+    fields = {field: getattr(args, dest) for dest, (_, field) in RECIPE_OPTIONS.items()}
+    common_ = {"grad_clip": args.grad_clip, "loop": args.loop, "batch_samples": args.batch_samples}
+    if getattr(args, "recipe", None) is None:
+        return Phase1Config(**fields, **common_, seed=args.seed)
+    from ..matrix import RECIPES
+
+    recipe = RECIPES[args.recipe]
+    if recipe.variant != "plain":
+        raise ValueError(
+            f"recipe {args.recipe!r} is the {recipe.variant} variant: `newllm recipes` trains and measures it"
+        )
+    argv = getattr(args, "_argv", [])
+    given = {
+        field: fields[field]
+        for opt, field in RECIPE_OPTIONS.values()
+        if any(a == opt or a.startswith(opt + "=") for a in argv)
+    }
+    settings = {**(recipe.settings or {}), **given}
+    return Phase1Config(**settings, **common_, seed=args.seed)
 
 
 def samples_from_args(args: argparse.Namespace, vocab_size: int) -> list[list[int]]:

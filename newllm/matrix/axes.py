@@ -36,6 +36,11 @@ def model_config(arch: str, **overrides: Any) -> ModelConfig:
     return ModelConfig(**ARCHITECTURES[arch], **overrides)
 
 
+#: Recipe variants: ``plain`` trains a CVFPModel with ``train_phase1``; ``inject`` trains an
+#: :class:`~newllm.recipes.inject.InjectedModel` (the previous token's fixed point as an input).
+VARIANTS = ("plain", "inject")
+
+
 @dataclass(frozen=True)
 class Recipe:
     """A named set of Phase 1 settings; ``settings is None`` for the untrained recipe. The loop, the
@@ -45,27 +50,43 @@ class Recipe:
     name: str
     settings: dict[str, Any] | None
     about: str
+    variant: str = "plain"
 
     @property
     def trained(self) -> bool:
         return self.settings is not None
 
-    def phase1(self, *, loop: str, seed: int, batch_samples: int = 1) -> Phase1Config:
+    def phase1(self, *, loop: str, seed: int, batch_samples: int = 1, **overrides: Any) -> Phase1Config:
+        """The Phase1Config of this recipe; ``overrides`` replace settings (e.g. fewer ``epochs``)."""
         if self.settings is None:
             raise ValueError(f"recipe {self.name!r} does not train")
-        settings = {"grad_clip": 1.0, **self.settings}
+        settings = {"grad_clip": 1.0, **self.settings, **overrides}
         return Phase1Config(**settings, loop=loop, seed=seed, batch_samples=batch_samples)
+
+
+#: The seed notes' reported Phase 1 settings (001/002; Phase1Config's defaults).
+SEEDS = {"epochs": 3, "learning_rate": 1e-4, "max_iterations": 50, "threshold": 0.01, "warmup": 0}
+#: The schedule of the contraction recipes (docs/recipes.md): 20 epochs at lr 1e-3, mse threshold 1e-4.
+SCHEDULE = {"epochs": 20, "learning_rate": 1e-3, "max_iterations": 30, "threshold": 1e-4, "warmup": 0}
+_JAC = {"jacobian_weight": 0.1}
+_HINGE = {"sigma_weight": 1.0, "sigma_margin": 0.9, "sigma_iterations": 3}
+_SPECTRAL = {"spectral_scale": 0.9}
+_VC = {"variance_weight": 1.0, "covariance_weight": 0.1}
+
+
+def _recipe(name: str, about: str, *parts: dict[str, Any], variant: str = "plain") -> Recipe:
+    settings: dict[str, Any] = dict(SCHEDULE)
+    for part in parts:
+        settings.update(part)
+    return Recipe(name, settings, about, variant)
 
 
 RECIPES: dict[str, Recipe] = {
     r.name: r
     for r in (
         Recipe("untrained", None, "the initial weights (build_model(config, seed))"),
-        Recipe(
-            "001",
-            {"epochs": 3, "learning_rate": 1e-4, "max_iterations": 50, "threshold": 0.01, "warmup": 0},
-            "the seeds' reported Phase 1 settings (001/002; Phase1Config's defaults)",
-        ),
+        Recipe("001", SEEDS, "the seeds' reported Phase 1 settings (001/002; Phase1Config's defaults)"),
+        Recipe("seeds", SEEDS, "the seed notes' settings (same as 001): 3 epochs, lr 1e-4, mse < 0.01"),
         Recipe(
             "001-noclip",
             {
@@ -95,8 +116,31 @@ RECIPES: dict[str, Recipe] = {
             },
             "Jacobian-regularised (Bai et al., 2021): trains a small model to contract (property family 3)",
         ),
+        _recipe(
+            "jacobian-light", "the schedule + Hutchinson ||J||_F^2/D at weight 0.1 (issue 18's run)", _JAC
+        ),
+        _recipe("sigma-hinge", "the schedule + relu(σ̂ - 0.9)^2 (σ̂: 3 power iterations)", _HINGE),
+        _recipe("spectral", "the schedule + σ_max of the weights acting on c capped at 0.9", _SPECTRAL),
+        _recipe("vc", "the schedule + VICReg variance (1.0) and covariance (0.1) of the contexts", _VC),
+        _recipe("jacobian+vc", "jacobian-light + vc", _JAC, _VC),
+        _recipe("sigma-hinge+vc", "sigma-hinge + vc", _HINGE, _VC),
+        _recipe("spectral+vc", "spectral + vc", _SPECTRAL, _VC),
+        _recipe("spectral+sigma-hinge+vc", "spectral + sigma-hinge + vc", _SPECTRAL, _HINGE, _VC),
+        _recipe(
+            "inject+sigma-hinge+vc",
+            "sigma-hinge + vc on the input-injection variant (previous fixed point as an input)",
+            _HINGE,
+            _VC,
+            variant="inject",
+        ),
     )
 }
+
+#: Recipes of the seed reproduction only (``seeds`` stands for them in the benchmark).
+REPRODUCTION_RECIPES = ("001", "001-noclip", "004")
+#: The recipes ``newllm recipes`` benchmarks (every trained recipe but the reproduction's).
+BENCHMARK_RECIPES = tuple(n for n, r in RECIPES.items() if r.trained and n not in REPRODUCTION_RECIPES)
+
 
 #: Token-set kinds: ``spread`` 100, 200, ... (``spread_token_ids``; seeds 000/001), ``first`` 0 .. n-1
 #: (seed 002), ``random`` n ids uniform over the vocabulary (repeats possible), ``distinct`` n distinct

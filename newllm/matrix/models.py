@@ -30,6 +30,7 @@ class ModelSpec:
 
     ``seed`` is the weight-init seed and Phase 1's seed (dropout, shuffling). ``samples`` are the
     token-id lists Phase 1 trains on, all in one batch of the ``loop`` (ignored when untrained).
+    ``epochs`` overrides the recipe's epochs (it is part of :meth:`phase1`, hence of the cache key).
     ``compact``: train (and return) a copy whose embedding holds only the rows of the sample ids
     (:mod:`newllm.matrix.compact`). Phase 1 runs on ``device`` with ``threads`` torch threads.
     """
@@ -42,10 +43,17 @@ class ModelSpec:
     compact: bool = False
     device: str = "cpu"
     threads: int = 1
+    #: Train this many epochs instead of the recipe's (None: the recipe's own; e.g. a quick benchmark).
+    epochs: int | None = None
 
     def __post_init__(self) -> None:
         if self.recipe not in RECIPES:
             raise ValueError(f"recipe must be one of {sorted(RECIPES)}, got {self.recipe!r}")
+        if RECIPES[self.recipe].variant != "plain":
+            raise ValueError(
+                f"recipe {self.recipe!r} is the {RECIPES[self.recipe].variant} variant, not a CVFPModel: "
+                "newllm.recipes trains it"
+            )
         object.__setattr__(self, "samples", tuple(tuple(int(t) for t in s) for s in self.samples))
         if self.trained and not self.samples:
             raise ValueError(f"recipe {self.recipe!r} trains: give the samples to train on")
@@ -55,7 +63,10 @@ class ModelSpec:
         return RECIPES[self.recipe].trained
 
     def phase1(self) -> Phase1Config:
-        return RECIPES[self.recipe].phase1(loop=self.loop, seed=self.seed, batch_samples=len(self.samples))
+        over = {} if self.epochs is None else {"epochs": self.epochs}
+        return RECIPES[self.recipe].phase1(
+            loop=self.loop, seed=self.seed, batch_samples=len(self.samples), **over
+        )
 
     def describe(self) -> dict[str, Any]:
         """Everything the trained weights depend on (besides the code), JSON-ready: the cache key's input."""

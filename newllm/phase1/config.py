@@ -11,6 +11,17 @@ from .. import _fields as F
 LOOPS = ("spec", "batched")
 #: ``fresh``: new dropout masks at every inner iteration (the seeds). ``fixed``: one per token per group.
 DROPOUT_MODES = ("fresh", "fixed")
+#: The recipe terms added for issue 18, with their defaults (all off).
+RECIPE_TERMS: dict[str, Any] = {
+    "sigma_weight": 0.0,
+    "sigma_margin": 0.9,
+    "sigma_iterations": 3,
+    "spectral_scale": None,
+    "variance_weight": 0.0,
+    "covariance_weight": 0.0,
+}
+#: Fields :meth:`Phase1Config.to_dict` leaves out at these values.
+OMITTED_AT_DEFAULT: dict[str, Any] = {**RECIPE_TERMS, "dropout_mode": "fresh"}
 
 
 @dataclass(frozen=True)
@@ -40,6 +51,16 @@ class Phase1Config:
     seed: int = 0
     #: Weight of a Hutchinson estimate of ||J||_F^2 / D added to the loss (Bai et al., 2021); 0 = off.
     jacobian_weight: float = 0.0
+    #: Weight of the σ_max hinge ``relu(σ̂ - sigma_margin)^2`` (penalties.sigma_hinge); 0 = off.
+    sigma_weight: float = 0.0
+    sigma_margin: float = 0.9
+    #: Power-iteration steps of the hinge's σ̂ per optimizer step.
+    sigma_iterations: int = 3
+    #: Cap the spectral norm of the weights acting on ``c`` at this after every step (None = off).
+    spectral_scale: float | None = None
+    #: Weights of the anti-collapse terms over a group's new contexts (VICReg variance / covariance).
+    variance_weight: float = 0.0
+    covariance_weight: float = 0.0
     #: Success criterion of seed 004: convergence rate >= this.
     success_rate: float = 0.95
     #: Dropout masks of the inner iterations: ``fresh`` at every iteration (the seeds') or one ``fixed``
@@ -63,6 +84,13 @@ class Phase1Config:
         F.check_int("batch_samples", self.batch_samples, 1, 1_000_000)
         F.check_int("seed", self.seed, 0, 2**63 - 1)
         F.check_float("jacobian_weight", self.jacobian_weight, 0.0, None)
+        F.check_float("sigma_weight", self.sigma_weight, 0.0, None)
+        F.check_float("sigma_margin", self.sigma_margin, 0.0, None)
+        F.check_int("sigma_iterations", self.sigma_iterations, 0, 1000)
+        if self.spectral_scale is not None:
+            F.check_float("spectral_scale", self.spectral_scale, 0.0, None, lo_open=True)
+        F.check_float("variance_weight", self.variance_weight, 0.0, None)
+        F.check_float("covariance_weight", self.covariance_weight, 0.0, None)
         F.check_float("success_rate", self.success_rate, 0.0, 1.0)
         F.check_choice("dropout_mode", self.dropout_mode, DROPOUT_MODES)
 
@@ -75,9 +103,11 @@ class Phase1Config:
         return F.from_json(cls, path)
 
     def to_dict(self) -> dict[str, Any]:
-        """Every field, except ``dropout_mode`` at its default ``fresh`` (so that configs, cache keys and
-        baselines made before the field existed stay equal)."""
-        out = F.to_dict(self)
-        if out["dropout_mode"] == "fresh":
-            del out["dropout_mode"]
-        return out
+        """All fields, except those left at a default that changes nothing (:data:`OMITTED_AT_DEFAULT`:
+        the recipe terms, off; ``dropout_mode`` ``fresh``), so documents and cache keys made before those
+        fields existed still match."""
+        d = F.to_dict(self)
+        for key, default in OMITTED_AT_DEFAULT.items():
+            if d.get(key) == default:
+                del d[key]
+        return d

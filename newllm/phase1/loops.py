@@ -4,7 +4,8 @@
 One iteration over a group of active tokens (contexts ``c [n, C]``)::
 
     zero_grad; new = model.step(embed(tok), c.detach()); loss_t = metrics.mse(new, c)   # [n]
-    loss = mean(loss_t) (+ jacobian_weight * Hutchinson ||J||_F^2 / D); backward; clip; optimizer.step()
+    loss = mean(loss_t) + recipe_loss (the recipe's penalties); backward; clip; optimizer.step()
+    (then the spectral cap, when the recipe has one)
     c = new.detach(); token t stops when the stop rule (newllm.stop: metric mse, the threshold, warmup)
     says it converged
 
@@ -25,6 +26,13 @@ from ..model import CVFPModel
 from ..runs.distributed import Dist
 from ..stop import Status, StopRule, StopState, stop
 from .config import Phase1Config
+from .penalties import (
+    covariance_loss,
+    hutchinson_jacobian,
+    project_spectral,
+    sigma_hinge,
+    variance_loss,
+)
 
 
 class Phase1Divergence(ValueError):
@@ -83,8 +91,7 @@ def train_group(
     """
     dist = dist or Dist.single()
     n = token_ids.numel()
-    dev = model.token_embedding.weight.device
-    ids = token_ids.to(dev)
+    ids = token_ids.to(dev := model.token_embedding.weight.device)
     c = model.initial_context((n,))
     iters = torch.full((n,), config.max_iterations, dtype=torch.long)
     conv = torch.zeros(n, dtype=torch.bool)
@@ -105,7 +112,7 @@ def train_group(
         optimizer.zero_grad(set_to_none=True)
         c_in = model.initial_context((1,)) if idle else c[rows].detach()
         tok = torch.zeros(1, dtype=torch.long, device=dev) if idle else ids[rows]
-        if config.jacobian_weight > 0:
+        if needs_input_grad(config):
             c_in.requires_grad_(True)
         held = None if masks is None or idle else [m[rows] for m in masks]
         if stepper is None:
@@ -117,14 +124,16 @@ def train_group(
             loss = tok_loss.sum() * (0.0 if idle else dist.world_size / n_global)
         else:
             loss = tok_loss.mean()
-        if config.jacobian_weight > 0:
-            loss = loss + config.jacobian_weight * hutchinson_jacobian(new, c_in, generator).mean()
+        if not idle:
+            loss = loss + recipe_loss(config, new, c_in, generator)
         detached = tok_loss.detach().to("cpu", torch.float64)
-        _check_finite(loss, detached, k, None if idle else active, where)
+        _check_finite(loss, detached, None if idle else where, active, k)
         loss.backward()
         if config.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
         optimizer.step()
+        if config.spectral_scale is not None:
+            project_spectral(model, config.spectral_scale)
         steps += 1
         if idle:
             continue
@@ -144,20 +153,41 @@ def train_group(
     )
 
 
-def _check_finite(loss, per_token, k: int, active, where) -> None:
-    """Raise :class:`Phase1Divergence` naming the first token (``where(row, k)``) whose loss is not finite."""
-    if bool(torch.isfinite(loss.detach())) and bool(torch.isfinite(per_token).all()):
-        return
-    bad = int((~torch.isfinite(per_token)).nonzero()[0]) if not bool(torch.isfinite(per_token).all()) else 0
-    desc = where(int(active[bad]), k) if where and active is not None else f"row {bad}, iteration {k}"
-    raise Phase1Divergence(f"non-finite Phase 1 loss at {desc}")
+def needs_input_grad(config: Phase1Config) -> bool:
+    """Whether a penalty differentiates through ``c_in`` (the Jacobian terms)."""
+    return config.jacobian_weight > 0 or config.sigma_weight > 0
 
 
-def hutchinson_jacobian(new: torch.Tensor, c_in: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Per-token unbiased estimate of ``||J||_F^2 / D`` with ``J = d new / d c_in``: ``[n]``.
+def recipe_loss(
+    config: Phase1Config, new: torch.Tensor, c_in: torch.Tensor, generator: torch.Generator
+) -> torch.Tensor:
+    """The weighted extra terms of ``config`` (:mod:`.penalties`) for one group's ``new [n, C]``: a scalar.
 
-    One Gaussian probe ``v``: ``E ||v^T J||^2 = ||J||_F^2``. Differentiable (create_graph).
+    Random draws, in this order and only for terms with a positive weight: the Hutchinson probe,
+    the σ-hinge's power-iteration start (both from ``generator``).
     """
-    v = torch.randn(new.shape, generator=generator, device=new.device, dtype=new.dtype)
-    (vj,) = torch.autograd.grad(new, c_in, v, create_graph=True)
-    return vj.pow(2).sum(-1) / new.shape[-1]
+    total = new.new_zeros(())
+    if config.jacobian_weight > 0:
+        total = total + config.jacobian_weight * hutchinson_jacobian(new, c_in, generator).mean()
+    if config.sigma_weight > 0:
+        hinge = sigma_hinge(new, c_in, generator, config.sigma_margin, config.sigma_iterations)
+        total = total + config.sigma_weight * hinge.mean()
+    if config.variance_weight > 0:
+        total = total + config.variance_weight * variance_loss(new)
+    if config.covariance_weight > 0:
+        total = total + config.covariance_weight * covariance_loss(new)
+    return total
+
+
+def _check_finite(
+    loss: torch.Tensor,
+    tok_loss: torch.Tensor,
+    where: Callable[[int, int], str] | None,
+    active: torch.Tensor,
+    k: int,
+) -> None:
+    """Raise :class:`Phase1Divergence` naming the first non-finite token (``where(row, k)``)."""
+    if not bool(torch.isfinite(loss.detach())) or not bool(torch.isfinite(tok_loss).all()):
+        bad = int((~torch.isfinite(tok_loss)).nonzero()[0]) if not bool(torch.isfinite(tok_loss).all()) else 0
+        desc = where(int(active[bad]), k) if where else f"row {bad}, iteration {k}"
+        raise Phase1Divergence(f"non-finite Phase 1 loss at {desc}")

@@ -32,7 +32,8 @@ from ..runs.rundir import LOG_FILE, Identity, Notice, RunDir, interrupts, open_r
 from ..tokens import as_token_tensor
 from .cache import build_cache, cache_bytes, samples_digest
 from .config import Phase1Config
-from .loops import StepModule, train_group
+from .loops import StepModule, needs_input_grad, train_group
+from .penalties import project_spectral
 
 __all__ = [
     "LOG_FILE",
@@ -183,8 +184,12 @@ def train_phase1(
 def _job(model, samples, config: Phase1Config, dist: Dist, progress: bool, data) -> _Job:
     if dist.enabled and config.loop != "batched":
         raise ValueError("distributed Phase 1 needs loop='batched' (the spec loop is one token at a time)")
-    if dist.enabled and config.jacobian_weight > 0:
-        raise ValueError("jacobian_weight > 0 is not supported with --distributed (DDP and double backward)")
+    if dist.enabled and needs_input_grad(config):
+        raise ValueError(
+            "jacobian_weight/sigma_weight > 0 are not supported with --distributed (DDP and double backward)"
+        )
+    if config.spectral_scale is not None:
+        project_spectral(model, config.spectral_scale)  # start inside the constraint set
     tensors = [as_token_tensor(list(s), model.config.vocab_size) for s in samples]
     if not tensors:
         raise ValueError("Phase 1 needs at least one sample")
