@@ -204,3 +204,13 @@ def interrupted(exc: BaseException, args: argparse.Namespace, launcher: str = "n
         argv.append("--resume")
     print(f"error: {exc}; continue with: {launcher} {shlex.join(argv)}", file=sys.stderr, flush=True)
     return 130
+
+
+def add_epochs_and_lr(g: argparse.ArgumentParser | argparse._ArgumentGroup, epochs: int, lr: float) -> None:
+    """``--epochs`` and ``--lr`` (Adam) with their defaults, as every training command takes them."""
+    g.add_argument(
+        "--epochs", type=A.integer(1, 1_000_000), default=epochs, help="epochs (default %(default)s)"
+    )
+    g.add_argument(
+        "--lr", type=A.number(0, 10, lo_open=True), default=lr, help=f"Adam learning rate (default {lr:g})"
+    )

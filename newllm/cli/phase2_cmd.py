@@ -38,15 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="contexts: reset = the run's cache (every token from zeros, the seeds); carry = rebuilt so that "
         "token t starts from t-1's fixed point (default reset)",
     )
-    p.add_argument(
-        "--epochs", type=A.integer(1, 1_000_000), default=d.epochs, help="epochs (default %(default)s)"
-    )
-    p.add_argument(
-        "--lr",
-        type=A.number(0, 10, lo_open=True),
-        default=d.learning_rate,
-        help=f"Adam learning rate (default {d.learning_rate:g})",
-    )
+    common.add_epochs_and_lr(p, d.epochs, d.learning_rate)
     p.add_argument(
         "--batch-size",
         type=A.integer(1, 10_000_000),

@@ -147,15 +147,7 @@ def _add_phase1_arguments(p: argparse.ArgumentParser) -> None:
         help="spec: the seeds' loop, one token at a time; batched: a batch of samples together "
         "(default %(default)s)",
     )
-    g.add_argument(
-        "--epochs", type=A.integer(1, 1_000_000), default=d.epochs, help="epochs (default %(default)s)"
-    )
-    g.add_argument(
-        "--lr",
-        type=A.number(0, 10, lo_open=True),
-        default=d.learning_rate,
-        help=f"Adam learning rate (default {d.learning_rate:g})",
-    )
+    common.add_epochs_and_lr(g, d.epochs, d.learning_rate)
     g.add_argument(
         "--max-iterations",
         type=A.integer(1, 1_000_000),
@@ -187,46 +179,34 @@ def _add_phase1_arguments(p: argparse.ArgumentParser) -> None:
         default=d.batch_samples,
         help="samples per optimizer batch (batched loop; default %(default)s)",
     )
-    g.add_argument(
-        "--jacobian-weight",
-        type=A.number(0, None),
-        default=d.jacobian_weight,
-        help="weight of the Hutchinson ||J||_F^2/D penalty (default 0: off)",
-    )
     _add_recipe_term_arguments(g, d)
 
 
+#: The recipe terms' options (docs/recipes.md): flag -> (Phase1Config field, help); each >= 0.
+TERM_OPTIONS = {
+    "--jacobian-weight": ("jacobian_weight", "weight of the Hutchinson ||J||_F^2/D penalty (default 0: off)"),
+    "--sigma-weight": ("sigma_weight", "weight of the σ_max hinge (default 0: off)"),
+    "--sigma-margin": ("sigma_margin", "σ_max hinge margin (default %(default)s)"),
+    "--variance-weight": (
+        "variance_weight",
+        "weight of the VICReg variance term of the contexts (default 0: off)",
+    ),
+    "--covariance-weight": (
+        "covariance_weight",
+        "weight of the VICReg covariance term of the contexts (default 0: off)",
+    ),
+}
+
+
 def _add_recipe_term_arguments(g: argparse._ArgumentGroup, d: Phase1Config) -> None:
-    """The recipe terms' weights (docs/recipes.md), all off by default."""
-    g.add_argument(
-        "--sigma-weight",
-        type=A.number(0, None),
-        default=d.sigma_weight,
-        help="weight of the σ_max hinge (default 0: off)",
-    )
-    g.add_argument(
-        "--sigma-margin",
-        type=A.number(0, None),
-        default=d.sigma_margin,
-        help="σ_max hinge margin (default %(default)s)",
-    )
+    """The recipe terms' options, all off by default, and the spectral cap."""
+    for flag, (field, help_) in TERM_OPTIONS.items():
+        g.add_argument(flag, type=A.number(0, None), default=getattr(d, field), help=help_)
     g.add_argument(
         "--spectral-scale",
         type=A.number(0, None, lo_open=True),
         default=d.spectral_scale,
         help="cap σ_max of the weights acting on c at this (default: off)",
-    )
-    g.add_argument(
-        "--variance-weight",
-        type=A.number(0, None),
-        default=d.variance_weight,
-        help="weight of the VICReg variance term of the contexts (default 0: off)",
-    )
-    g.add_argument(
-        "--covariance-weight",
-        type=A.number(0, None),
-        default=d.covariance_weight,
-        help="weight of the VICReg covariance term of the contexts (default 0: off)",
     )
 
 

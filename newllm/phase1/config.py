@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar
 
 from .. import _fields as F
+from ..config import DROPOUT_MODES, DictIO
 
 LOOPS = ("spec", "batched")
-#: ``fresh``: new dropout masks at every inner iteration (the seeds). ``fixed``: one per token per group.
-DROPOUT_MODES = ("fresh", "fixed")
 #: The recipe terms added for issue 18, with their defaults (all off).
 RECIPE_TERMS: dict[str, Any] = {
     "sigma_weight": 0.0,
@@ -25,7 +23,7 @@ OMITTED_AT_DEFAULT: dict[str, Any] = {**RECIPE_TERMS, "dropout_mode": "fresh"}
 
 
 @dataclass(frozen=True)
-class Phase1Config:
+class Phase1Config(DictIO):
     """Fixed-point training. Defaults are the seeds' reported settings (001/002).
 
     A token is converged, and its inner loop stops, at the first iteration ``k > warmup`` whose
@@ -93,14 +91,6 @@ class Phase1Config:
         F.check_float("covariance_weight", self.covariance_weight, 0.0, None)
         F.check_float("success_rate", self.success_rate, 0.0, 1.0)
         F.check_choice("dropout_mode", self.dropout_mode, DROPOUT_MODES)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Phase1Config:
-        return F.from_dict(cls, data)
-
-    @classmethod
-    def from_json(cls, path: str | Path) -> Phase1Config:
-        return F.from_json(cls, path)
 
     def to_dict(self) -> dict[str, Any]:
         """All fields, except those left at a default that changes nothing (:data:`OMITTED_AT_DEFAULT`:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 from .. import _fields as F
+from ..config import DictIO
 
 
 @dataclass(frozen=True)
-class Phase2Config:
+class Phase2Config(DictIO):
     """Next-token prediction from fixed-point contexts (Adam, seeded, deterministic on CPU).
 
     The target of the context at position ``t`` is token ``t + 1`` of the same conversation.
@@ -57,13 +56,3 @@ class Phase2Config:
         if self.grad_clip is not None:
             F.check_float("grad_clip", self.grad_clip, 0.0, None, lo_open=True)
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Phase2Config:
-        return F.from_dict(cls, data)
-
-    @classmethod
-    def from_json(cls, path: str | Path) -> Phase2Config:
-        return F.from_json(cls, path)
-
-    def to_dict(self) -> dict[str, Any]:
-        return F.to_dict(self)
