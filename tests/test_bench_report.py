@@ -90,3 +90,24 @@ def test_cli_rejects_bad_input(tmp_path, capsys):
     empty.write_text(json.dumps({"benchmarks": [{"fullname": "x", "extra_info": {}}]}))
     assert main(["bench-report", str(empty)]) == 2
     assert "no benchmark entries of a known kind" in capsys.readouterr().err
+
+
+def test_a_real_benchmark_file_is_read(tmp_path, capsys):
+    """bench-report reads what the benchmarks write now (one iterations case and one throughput case, run for
+    real): the schema of newllm.tools.benchfile follows bench/, not an older file."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "b.json"
+    cases = "test_iterations_to_converge and cpu-sequential-untrained-mse-picard-1]"
+    p = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0",
+         str(root / "bench" / "test_iterations.py"), "-k", cases, f"--benchmark-json={out}"],
+        cwd=root, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    assert json.loads(out.read_text())["benchmarks"], "the case ran"
+    assert main(["bench-report", str(out), "--markdown", str(tmp_path / "b.md")]) == 0
+    assert "sequential" in (tmp_path / "b.md").read_text()

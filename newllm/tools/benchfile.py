@@ -53,7 +53,8 @@ SCHEMA: dict[str, dict[Key, Any]] = {
         _k("device"): "string",
         _k("arch"): "string",
         _k("state"): "string",
-        _k("tolerance"): "string",
+        _k("rule", optional=True): "string",  # the decision rule (matrix.axes)
+        _k("tolerance", optional=True): "string",  # its name in files written before the glossary
         _k("method"): "string",
         _k("tokens"): "integer",
         _k("counts"): _ITER_COUNTS,
