@@ -214,3 +214,15 @@ def add_epochs_and_lr(g: argparse.ArgumentParser | argparse._ArgumentGroup, epoc
     g.add_argument(
         "--lr", type=A.number(0, 10, lo_open=True), default=lr, help=f"Adam learning rate (default {lr:g})"
     )
+
+
+def add_resume_quiet_json(p: argparse.ArgumentParser) -> None:
+    """``--resume``, ``--quiet`` and ``--json`` as the training commands (train, phase2) take them."""
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its last checkpoint (a directory without one starts at epoch 1, "
+        "with a note on stderr)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print one JSON object per epoch and a final one")

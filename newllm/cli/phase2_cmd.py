@@ -80,14 +80,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=A.out_dir,
         help="Phase 2 run directory (default CHECKPOINT/phase2-MODE[-tied][-assistant])",
     )
-    p.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue the run in --out from its last checkpoint (a directory without one starts at epoch 1, "
-        "with a note on stderr)",
-    )
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--json", action="store_true", help="print one JSON object per epoch and a final one")
+    common.add_resume_quiet_json(p)
 
 
 def phase2_config(args: argparse.Namespace) -> Phase2Config:

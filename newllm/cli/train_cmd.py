@@ -104,14 +104,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--out", required=True, type=A.out_dir, help="run directory for checkpoints, log.jsonl and the cache"
     )
-    p.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue the run in --out from its last checkpoint (a directory without one starts at epoch 1, "
-        "with a note on stderr)",
-    )
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--json", action="store_true", help="print one JSON object per epoch and a final one")
+    common.add_resume_quiet_json(p)
     p.add_argument(
         "--distributed",
         action="store_true",
